@@ -1,0 +1,363 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/portcullis-gw/portcullis/flows"
+	"github.com/portcullis-gw/portcullis/store"
+)
+
+func init() {
+	caddy.RegisterModule(AdminAPI{})
+}
+
+// AdminAPI manages clients, users, APIs and signing keys at run time
+// through Caddy's admin endpoint. Records created here are persisted in the
+// store and survive config reloads; secrets are shown once, at creation.
+//
+//	GET|POST          /portcullis/clients
+//	GET|PUT|DELETE    /portcullis/clients/{client_id}
+//	GET|POST          /portcullis/users
+//	GET|PUT|DELETE    /portcullis/users/{username}
+//	GET|POST          /portcullis/apis
+//	GET|PUT|DELETE    /portcullis/apis?identifier={identifier}
+//	GET               /portcullis/keys
+//	POST              /portcullis/keys/rotate
+type AdminAPI struct{}
+
+// CaddyModule returns the Caddy module information.
+func (AdminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "admin.api.portcullis", New: func() caddy.Module { return new(AdminAPI) }}
+}
+
+// Routes returns the admin routes.
+func (AdminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{{Pattern: "/portcullis/", Handler: caddy.AdminHandlerFunc(serveAdmin)}}
+}
+
+func adminErr(status int, format string, args ...any) error {
+	return caddy.APIError{HTTPStatus: status, Err: fmt.Errorf(format, args...)}
+}
+
+// activeApp finds the running portcullis app: the admin endpoint outlives
+// config reloads, so it looks the app up on every request.
+func activeApp() (*App, error) {
+	app, err := caddy.ActiveContext().AppIfConfigured("portcullis")
+	if err != nil || app == nil {
+		return nil, adminErr(http.StatusNotFound, "the portcullis app is not configured")
+	}
+	return app.(*App), nil
+}
+
+func serveAdmin(w http.ResponseWriter, r *http.Request) error {
+	app, err := activeApp()
+	if err != nil {
+		return err
+	}
+	rest := strings.TrimPrefix(r.URL.Path, "/portcullis/")
+	collection, id, _ := strings.Cut(rest, "/")
+	switch collection {
+	case "clients":
+		return app.adminClients(w, r, id)
+	case "users":
+		return app.adminUsers(w, r, id)
+	case "apis":
+		if id == "" {
+			id = r.URL.Query().Get("identifier")
+		}
+		return app.adminAPIs(w, r, id)
+	case "keys":
+		return app.adminKeys(w, r, id)
+	}
+	return adminErr(http.StatusNotFound, "unknown portcullis resource %q: use clients, users, apis or keys", collection)
+}
+
+func decodeBody(r *http.Request, dst any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return adminErr(http.StatusBadRequest, "invalid JSON body: %v", err)
+	}
+	return nil
+}
+
+func reply(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+func notFoundOr(err error, what string) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return adminErr(http.StatusNotFound, "%s not found", what)
+	}
+	return err
+}
+
+// clientView is a client as the admin API shows it: never the secret.
+type clientView struct {
+	*store.Client
+	SecretDigest string `json:"secret_digest,omitempty"`
+	ClientSecret string `json:"client_secret,omitempty"`
+}
+
+func (a *App) adminClients(w http.ResponseWriter, r *http.Request, id string) error {
+	ctx := r.Context()
+	switch {
+	case id == "" && r.Method == http.MethodGet:
+		list, err := a.store.ListClients(ctx)
+		if err != nil {
+			return err
+		}
+		views := make([]clientView, len(list))
+		for i, c := range list {
+			views[i] = clientView{Client: c}
+		}
+		return reply(w, http.StatusOK, views)
+	case id != "" && r.Method == http.MethodGet:
+		c, err := a.store.GetClient(ctx, id)
+		if err != nil {
+			return notFoundOr(err, "client "+id)
+		}
+		return reply(w, http.StatusOK, clientView{Client: c})
+	case (id == "" && r.Method == http.MethodPost) || (id != "" && r.Method == http.MethodPut):
+		var cfg ClientConfig
+		if err := decodeBody(r, &cfg); err != nil {
+			return err
+		}
+		if id != "" {
+			if cfg.ID != "" && cfg.ID != id {
+				return adminErr(http.StatusBadRequest, "client_id in the body (%s) differs from the path (%s)", cfg.ID, id)
+			}
+			cfg.ID = id
+		}
+		prev, err := a.store.GetClient(ctx, cfg.ID)
+		exists := err == nil
+		if r.Method == http.MethodPost && exists {
+			return adminErr(http.StatusConflict, "client %s already exists; PUT /portcullis/clients/%s to replace it", cfg.ID, cfg.ID)
+		}
+		if r.Method == http.MethodPut && !exists {
+			return adminErr(http.StatusNotFound, "client %s not found", cfg.ID)
+		}
+		secret, shown := cfg.Secret, ""
+		keepDigest := false
+		if !cfg.Public && secret == "" {
+			if exists && prev.SecretDigest != "" {
+				keepDigest, secret = true, "unchanged"
+			} else {
+				secret = flows.NewSecret()
+				shown = secret
+			}
+		}
+		rec, err := cfg.ClientRecord(secret)
+		if err != nil {
+			return adminErr(http.StatusBadRequest, "%v", err)
+		}
+		if keepDigest {
+			rec.SecretDigest = prev.SecretDigest
+		}
+		for aud := range rec.APIAccess {
+			if _, err := a.store.GetAPI(ctx, aud); err != nil {
+				return adminErr(http.StatusBadRequest, "api_access names %s, which is not a defined api", aud)
+			}
+		}
+		rec.Source, rec.CreatedAt = "admin", time.Now()
+		if exists {
+			rec.CreatedAt = prev.CreatedAt
+		}
+		if err := a.store.PutClient(ctx, rec); err != nil {
+			return err
+		}
+		status := http.StatusCreated
+		if exists {
+			status = http.StatusOK
+		}
+		return reply(w, status, clientView{Client: rec, ClientSecret: shown})
+	case id != "" && r.Method == http.MethodDelete:
+		if _, err := a.store.GetClient(ctx, id); err != nil {
+			return notFoundOr(err, "client "+id)
+		}
+		if err := a.store.DeleteClient(ctx, id); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	return adminErr(http.StatusMethodNotAllowed, "method %s not allowed here", r.Method)
+}
+
+// userView is a user as the admin API shows it: never the password hash.
+type userView struct {
+	*store.User
+	PasswordHash string `json:"password_hash,omitempty"`
+}
+
+func (a *App) adminUsers(w http.ResponseWriter, r *http.Request, username string) error {
+	ctx := r.Context()
+	switch {
+	case username == "" && r.Method == http.MethodGet:
+		list, err := a.store.ListUsers(ctx)
+		if err != nil {
+			return err
+		}
+		views := make([]userView, len(list))
+		for i, u := range list {
+			views[i] = userView{User: u}
+		}
+		return reply(w, http.StatusOK, views)
+	case username != "" && r.Method == http.MethodGet:
+		u, err := a.store.GetUser(ctx, username)
+		if err != nil {
+			return notFoundOr(err, "user "+username)
+		}
+		return reply(w, http.StatusOK, userView{User: u})
+	case (username == "" && r.Method == http.MethodPost) || (username != "" && r.Method == http.MethodPut):
+		var cfg UserConfig
+		if err := decodeBody(r, &cfg); err != nil {
+			return err
+		}
+		if username != "" {
+			if cfg.Username != "" && cfg.Username != username {
+				return adminErr(http.StatusBadRequest, "username in the body differs from the path")
+			}
+			cfg.Username = username
+		}
+		prev, err := a.store.GetUser(ctx, cfg.Username)
+		exists := err == nil
+		if r.Method == http.MethodPost && exists {
+			return adminErr(http.StatusConflict, "user %s already exists", cfg.Username)
+		}
+		if r.Method == http.MethodPut && !exists {
+			return adminErr(http.StatusNotFound, "user %s not found", cfg.Username)
+		}
+		hash := cfg.PasswordHash
+		switch {
+		case hash != "":
+			if _, err := flows.VerifyPassword(hash, ""); err != nil {
+				return adminErr(http.StatusBadRequest, "password_hash: %v", err)
+			}
+		case cfg.Password != "":
+			if hash, err = flows.HashPassword(cfg.Password); err != nil {
+				return err
+			}
+		case exists:
+			hash = prev.PasswordHash
+		default:
+			return adminErr(http.StatusBadRequest, "password or password_hash is required")
+		}
+		rec, err := cfg.UserRecord(hash)
+		if err != nil {
+			return adminErr(http.StatusBadRequest, "%v", err)
+		}
+		rec.Source, rec.CreatedAt = "admin", time.Now()
+		status := http.StatusCreated
+		if exists {
+			rec.CreatedAt, status = prev.CreatedAt, http.StatusOK
+		}
+		if err := a.store.PutUser(ctx, rec); err != nil {
+			return err
+		}
+		return reply(w, status, userView{User: rec})
+	case username != "" && r.Method == http.MethodDelete:
+		if _, err := a.store.GetUser(ctx, username); err != nil {
+			return notFoundOr(err, "user "+username)
+		}
+		if err := a.store.DeleteUser(ctx, username); err != nil {
+			return err
+		}
+		// A deleted user's tokens stop working at once.
+		if _, err := a.store.RevokeGrantsOfSubject(ctx, username, ""); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	return adminErr(http.StatusMethodNotAllowed, "method %s not allowed here", r.Method)
+}
+
+func (a *App) adminAPIs(w http.ResponseWriter, r *http.Request, identifier string) error {
+	ctx := r.Context()
+	switch {
+	case identifier == "" && r.Method == http.MethodGet:
+		list, err := a.store.ListAPIs(ctx)
+		if err != nil {
+			return err
+		}
+		return reply(w, http.StatusOK, list)
+	case identifier != "" && r.Method == http.MethodGet:
+		api, err := a.store.GetAPI(ctx, identifier)
+		if err != nil {
+			return notFoundOr(err, "api "+identifier)
+		}
+		return reply(w, http.StatusOK, api)
+	case r.Method == http.MethodPost || (identifier != "" && r.Method == http.MethodPut):
+		var cfg APIConfig
+		if err := decodeBody(r, &cfg); err != nil {
+			return err
+		}
+		if identifier != "" {
+			if cfg.Identifier != "" && cfg.Identifier != identifier {
+				return adminErr(http.StatusBadRequest, "identifier in the body differs from the query")
+			}
+			cfg.Identifier = identifier
+		}
+		rec, err := cfg.APIRecord()
+		if err != nil {
+			return adminErr(http.StatusBadRequest, "%v", err)
+		}
+		prev, err := a.store.GetAPI(ctx, rec.Identifier)
+		exists := err == nil
+		if r.Method == http.MethodPost && exists {
+			return adminErr(http.StatusConflict, "api %s already exists", rec.Identifier)
+		}
+		if r.Method == http.MethodPut && !exists {
+			return adminErr(http.StatusNotFound, "api %s not found", rec.Identifier)
+		}
+		rec.Source, rec.CreatedAt = "admin", time.Now()
+		status := http.StatusCreated
+		if exists {
+			rec.CreatedAt, status = prev.CreatedAt, http.StatusOK
+		}
+		if err := a.store.PutAPI(ctx, rec); err != nil {
+			return err
+		}
+		return reply(w, status, rec)
+	case identifier != "" && r.Method == http.MethodDelete:
+		if _, err := a.store.GetAPI(ctx, identifier); err != nil {
+			return notFoundOr(err, "api "+identifier)
+		}
+		if err := a.store.DeleteAPI(ctx, identifier); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	return adminErr(http.StatusMethodNotAllowed, "method %s not allowed here", r.Method)
+}
+
+func (a *App) adminKeys(w http.ResponseWriter, r *http.Request, action string) error {
+	switch {
+	case action == "" && r.Method == http.MethodGet:
+		w.Header().Set("Content-Type", "application/json")
+		_, err := w.Write(a.keys.JWKS())
+		return err
+	case action == "rotate" && r.Method == http.MethodPost:
+		kid, err := a.keys.Rotate(r.Context())
+		if err != nil {
+			return err
+		}
+		return reply(w, http.StatusOK, map[string]string{"kid": kid})
+	}
+	return adminErr(http.StatusMethodNotAllowed, "use GET /portcullis/keys or POST /portcullis/keys/rotate")
+}
+
+// Interface guard
+var _ caddy.AdminRouter = AdminAPI{}

@@ -1,0 +1,399 @@
+package caddymodule
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("portcullis", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("oauth_server", parseOAuthServer)
+	httpcaddyfile.RegisterDirectiveOrder("oauth_server", httpcaddyfile.Before, "reverse_proxy")
+}
+
+// parseGlobalOption sets up the portcullis app from the global options
+// block:
+//
+//	portcullis {
+//		storage bbolt <path>
+//		issuer <url>
+//		signing_alg ES256|RS256|PS256|EdDSA
+//		key_rotation <duration>
+//		cookie_secret <secret>
+//		insecure_cookies
+//		access_token_ttl|id_token_ttl|refresh_token_ttl|code_ttl|session_ttl <duration>
+//		brand {
+//			name <text>
+//			color <#rrggbb>
+//			logo <url>
+//		}
+//		user <username> {
+//			password <plaintext, demo only> | password_hash <argon2id PHC>
+//			email <address>
+//			email_verified true|false
+//			name <display name>
+//			groups <group...>
+//			claim <name> <value>
+//		}
+//		client <client_id> {
+//			name <text>
+//			secret <secret> | public
+//			token_endpoint_auth_method client_secret_basic|client_secret_post
+//			redirect_uris <uri...>
+//			post_logout_redirect_uris <uri...>
+//			grant_types <type...>
+//			scopes <scope...>
+//			api_access <api identifier> <scope...>
+//			require_pkce
+//			first_party
+//			always_issue_refresh_token
+//		}
+//		api <identifier> {
+//			name <text>
+//			scopes <scope...>
+//			token_format jwt|opaque
+//			access_token_ttl <duration>
+//		}
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("the portcullis global option may appear only once")
+	}
+	app := new(App)
+	d.Next() // the option name
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
+		case "storage":
+			app.Storage, err = parseStorage(d)
+		case "issuer":
+			err = oneArg(d, &app.Issuer)
+		case "signing_alg":
+			if err = oneArg(d, &app.SigningAlg); err == nil && !validSigningAlg(app.SigningAlg) {
+				err = d.Errf("signing_alg %q is not supported; use ES256, RS256, PS256 or EdDSA", app.SigningAlg)
+			}
+		case "key_rotation":
+			err = durationArg(d, &app.KeyRotation)
+		case "cookie_secret":
+			err = oneArg(d, &app.CookieSecret)
+		case "insecure_cookies":
+			app.InsecureCookies = true
+			err = noArgs(d)
+		case "access_token_ttl":
+			err = durationArg(d, &app.AccessTokenTTL)
+		case "id_token_ttl":
+			err = durationArg(d, &app.IDTokenTTL)
+		case "refresh_token_ttl":
+			err = durationArg(d, &app.RefreshTokenTTL)
+		case "code_ttl":
+			err = durationArg(d, &app.CodeTTL)
+		case "session_ttl":
+			err = durationArg(d, &app.SessionTTL)
+		case "brand":
+			app.Brand, err = parseBrand(d)
+		case "user":
+			var u UserConfig
+			if u, err = parseUser(d); err == nil {
+				app.Users = append(app.Users, u)
+			}
+		case "client":
+			var c ClientConfig
+			if c, err = parseClient(d); err == nil {
+				app.Clients = append(app.Clients, c)
+			}
+		case "api":
+			var a APIConfig
+			if a, err = parseAPI(d); err == nil {
+				app.APIs = append(app.APIs, a)
+			}
+		default:
+			return nil, d.Errf("unrecognized portcullis option %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return httpcaddyfile.App{Name: "portcullis", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func noArgs(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil {
+		return d.Errf("%s: invalid duration %q: %v", d.Val(), s, err)
+	}
+	if dur <= 0 {
+		return d.Errf("duration %q must be positive", s)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}
+
+func boolArg(d *caddyfile.Dispenser, dst *bool) error {
+	*dst = true
+	if !d.NextArg() {
+		return nil
+	}
+	v, err := strconv.ParseBool(d.Val())
+	if err != nil {
+		return d.Errf("expected true or false, got %q", d.Val())
+	}
+	*dst = v
+	return noArgs(d)
+}
+
+func listArgs(d *caddyfile.Dispenser) ([]string, error) {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return nil, d.ArgErr()
+	}
+	return args, nil
+}
+
+func parseStorage(d *caddyfile.Dispenser) (*StorageConfig, error) {
+	args := d.RemainingArgs()
+	if len(args) != 2 || args[0] != "bbolt" {
+		return nil, d.Errf("usage: storage bbolt <path>")
+	}
+	return &StorageConfig{Backend: "bbolt", Path: args[1]}, nil
+}
+
+func parseBrand(d *caddyfile.Dispenser) (*BrandConfig, error) {
+	b := new(BrandConfig)
+	if err := noArgs(d); err != nil {
+		return nil, err
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "name":
+			err = oneArg(d, &b.Name)
+		case "color":
+			err = oneArg(d, &b.Color)
+		case "logo":
+			err = oneArg(d, &b.LogoURL)
+		default:
+			err = d.Errf("unrecognized brand option %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+func parseUser(d *caddyfile.Dispenser) (UserConfig, error) {
+	var u UserConfig
+	if err := oneArgBeforeBlock(d, &u.Username); err != nil {
+		return u, err
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "password":
+			err = oneArg(d, &u.Password)
+		case "password_hash":
+			err = oneArg(d, &u.PasswordHash)
+		case "email":
+			err = oneArg(d, &u.Email)
+		case "email_verified":
+			v := false
+			err = boolArg(d, &v)
+			u.EmailVerified = &v
+		case "name":
+			err = oneArg(d, &u.Name)
+		case "groups":
+			u.Groups, err = listArgs(d)
+		case "claim":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return u, d.Errf("usage: claim <name> <value...>")
+			}
+			if u.Claims == nil {
+				u.Claims = map[string]any{}
+			}
+			if len(args) == 2 {
+				u.Claims[args[0]] = args[1]
+			} else {
+				u.Claims[args[0]] = args[1:]
+			}
+		default:
+			err = d.Errf("unrecognized user option %q", d.Val())
+		}
+		if err != nil {
+			return u, err
+		}
+	}
+	if u.Password != "" && u.PasswordHash != "" {
+		return u, d.Errf("user %s: use password_hash or password, not both", u.Username)
+	}
+	if u.Password == "" && u.PasswordHash == "" {
+		return u, d.Errf("user %s: password_hash is required (make one with: caddy hash-password --algorithm argon2id)", u.Username)
+	}
+	return u, nil
+}
+
+// oneArgBeforeBlock reads the single argument after a block directive's
+// name (user alice {, client webapp {, api https://… {).
+func oneArgBeforeBlock(d *caddyfile.Dispenser, dst *string) error {
+	name := d.Val()
+	if !d.NextArg() {
+		return d.Errf("%s needs a name: %s <name> { … }", name, name)
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
+	var c ClientConfig
+	if err := oneArgBeforeBlock(d, &c.ID); err != nil {
+		return c, err
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "name":
+			err = oneArg(d, &c.Name)
+		case "secret":
+			err = oneArg(d, &c.Secret)
+		case "public":
+			err = boolArg(d, &c.Public)
+		case "token_endpoint_auth_method":
+			err = oneArg(d, &c.TokenEndpointAuthMethod)
+		case "redirect_uris":
+			c.RedirectURIs, err = listArgs(d)
+			err = firstErr(err, checkEach(d, c.RedirectURIs))
+		case "post_logout_redirect_uris":
+			c.PostLogoutRedirectURIs, err = listArgs(d)
+			err = firstErr(err, checkEach(d, c.PostLogoutRedirectURIs))
+		case "grant_types":
+			c.GrantTypes, err = listArgs(d)
+		case "scopes":
+			c.Scopes, err = listArgs(d)
+		case "api_access":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return c, d.Errf("usage: api_access <api identifier> <scope...>")
+			}
+			if c.APIAccess == nil {
+				c.APIAccess = map[string][]string{}
+			}
+			c.APIAccess[args[0]] = append(c.APIAccess[args[0]], args[1:]...)
+		case "require_pkce":
+			err = boolArg(d, &c.RequirePKCE)
+		case "first_party":
+			err = boolArg(d, &c.FirstParty)
+		case "always_issue_refresh_token":
+			err = boolArg(d, &c.AlwaysIssueRefreshToken)
+		default:
+			err = d.Errf("unrecognized client option %q", d.Val())
+		}
+		if err != nil {
+			return c, err
+		}
+	}
+	// Check what can be checked without placeholders expanded, here where
+	// the file and line are known.
+	secret := c.Secret
+	if strings.Contains(secret, "{") {
+		secret = "placeholder"
+	}
+	if _, err := c.ClientRecord(secret); err != nil {
+		return c, d.Err(err.Error())
+	}
+	return c, nil
+}
+
+func checkEach(d *caddyfile.Dispenser, uris []string) error {
+	for _, u := range uris {
+		if err := checkRedirectURI(u); err != nil {
+			return d.Err(err.Error())
+		}
+	}
+	return nil
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func parseAPI(d *caddyfile.Dispenser) (APIConfig, error) {
+	var a APIConfig
+	if err := oneArgBeforeBlock(d, &a.Identifier); err != nil {
+		return a, err
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "name":
+			err = oneArg(d, &a.Name)
+		case "scopes":
+			a.Scopes, err = listArgs(d)
+		case "token_format":
+			err = oneArg(d, &a.TokenFormat)
+		case "access_token_ttl":
+			err = durationArg(d, &a.AccessTokenTTL)
+		default:
+			err = d.Errf("unrecognized api option %q", d.Val())
+		}
+		if err != nil {
+			return a, err
+		}
+	}
+	if _, err := a.APIRecord(); err != nil {
+		return a, d.Err(err.Error())
+	}
+	return a, nil
+}
+
+// parseOAuthServer sets up the oauth_server handler:
+//
+//	oauth_server
+func parseOAuthServer(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	h.Next()
+	if h.NextArg() {
+		return nil, h.ArgErr()
+	}
+	if h.NextBlock(0) {
+		return nil, h.Errf("oauth_server takes no options: configure the server in the portcullis global option")
+	}
+	return new(OAuthServer), nil
+}

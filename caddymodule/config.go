@@ -1,0 +1,322 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/portcullis-gw/portcullis/flows"
+	"github.com/portcullis-gw/portcullis/keys"
+	"github.com/portcullis-gw/portcullis/store"
+)
+
+// UserConfig is a user defined in the config.
+type UserConfig struct {
+	// Username is what the user types to sign in; it is also the subject
+	// (sub claim).
+	Username string `json:"username"`
+	// PasswordHash is an argon2id PHC string, as printed by
+	// `caddy hash-password --algorithm argon2id`. Placeholders are expanded.
+	PasswordHash string `json:"password_hash,omitempty"`
+	// Password is a plaintext password, hashed at start. For demos only:
+	// a warning is logged.
+	Password string `json:"password,omitempty"`
+	// Email is released with the email scope.
+	Email string `json:"email,omitempty"`
+	// EmailVerified marks the email as verified. Default: true when an
+	// email is configured.
+	EmailVerified *bool `json:"email_verified,omitempty"`
+	// Name is released with the profile scope.
+	Name string `json:"name,omitempty"`
+	// Groups are released with the groups scope.
+	Groups []string `json:"groups,omitempty"`
+	// Claims are extra claims released with the profile scope.
+	Claims map[string]any `json:"claims,omitempty"`
+}
+
+// ClientConfig is a client application defined in the config.
+type ClientConfig struct {
+	// ID is the client_id.
+	ID string `json:"client_id"`
+	// Name is shown on the consent page.
+	Name string `json:"name,omitempty"`
+	// Secret is the client secret (placeholders such as {env.X} and
+	// {file./path} are expanded). Stored only as a SHA-256 digest.
+	Secret string `json:"secret,omitempty"`
+	// Public marks a client that cannot keep a secret (SPA, native, CLI):
+	// token_endpoint_auth_method none, PKCE required.
+	Public bool `json:"public,omitempty"`
+	// TokenEndpointAuthMethod is client_secret_basic or client_secret_post.
+	// Default: client_secret_basic (none for public clients).
+	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method,omitempty"`
+	// RedirectURIs are matched exactly.
+	RedirectURIs []string `json:"redirect_uris,omitempty"`
+	// PostLogoutRedirectURIs are matched exactly on logout.
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
+	// GrantTypes the client may use. Default: authorization_code and
+	// refresh_token when it has redirect URIs, client_credentials when it
+	// has api_access.
+	GrantTypes []string `json:"grant_types,omitempty"`
+	// Scopes the client may request from users. Default: any.
+	Scopes []string `json:"scopes,omitempty"`
+	// APIAccess maps API identifiers to the scopes the client may get for
+	// itself with client_credentials.
+	APIAccess map[string][]string `json:"api_access,omitempty"`
+	// RequirePKCE demands PKCE from this confidential client too.
+	RequirePKCE bool `json:"require_pkce,omitempty"`
+	// FirstParty skips the consent page.
+	FirstParty bool `json:"first_party,omitempty"`
+	// AlwaysIssueRefreshToken issues refresh tokens without offline_access.
+	AlwaysIssueRefreshToken bool `json:"always_issue_refresh_token,omitempty"`
+}
+
+// APIConfig is an API (resource server) defined in the config.
+type APIConfig struct {
+	// Identifier is the audience of its tokens, e.g. https://api.example.com.
+	Identifier string `json:"identifier"`
+	// Name is shown on the consent page.
+	Name string `json:"name,omitempty"`
+	// Scopes the API defines.
+	Scopes []string `json:"scopes,omitempty"`
+	// TokenFormat is jwt (RFC 9068, default) or opaque.
+	TokenFormat string `json:"token_format,omitempty"`
+	// AccessTokenTTL overrides the server's access token lifetime.
+	AccessTokenTTL caddy.Duration `json:"access_token_ttl,omitempty"`
+}
+
+var knownGrantTypes = []string{flows.GrantAuthorizationCode, flows.GrantRefreshToken, flows.GrantClientCredentials}
+
+// ClientRecord validates c and converts it to its store record; secret is
+// the expanded secret.
+func (c ClientConfig) ClientRecord(secret string) (*store.Client, error) {
+	if c.ID == "" {
+		return nil, errors.New("client_id is required")
+	}
+	rec := &store.Client{
+		ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
+		GrantTypes: c.GrantTypes, Scopes: c.Scopes, APIAccess: c.APIAccess, RequirePKCE: c.RequirePKCE,
+		FirstParty: c.FirstParty, AlwaysIssueRefreshToken: c.AlwaysIssueRefreshToken,
+		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod,
+	}
+	switch {
+	case c.Public && secret != "":
+		return nil, fmt.Errorf("client %s: a public client has no secret; remove `secret` or `public`", c.ID)
+	case c.Public:
+		rec.TokenEndpointAuthMethod = flows.AuthMethodNone
+	case secret == "":
+		return nil, fmt.Errorf("client %s: set a secret, or mark it public", c.ID)
+	default:
+		if rec.TokenEndpointAuthMethod == "" {
+			rec.TokenEndpointAuthMethod = flows.AuthMethodSecretBasic
+		}
+		if rec.TokenEndpointAuthMethod != flows.AuthMethodSecretBasic && rec.TokenEndpointAuthMethod != flows.AuthMethodSecretPost {
+			return nil, fmt.Errorf("client %s: token_endpoint_auth_method %q is not supported; use client_secret_basic or client_secret_post", c.ID, rec.TokenEndpointAuthMethod)
+		}
+		rec.SecretDigest = flows.DigestSecret(secret)
+	}
+	if len(rec.GrantTypes) == 0 {
+		if len(rec.RedirectURIs) > 0 {
+			rec.GrantTypes = []string{flows.GrantAuthorizationCode, flows.GrantRefreshToken}
+		}
+		if len(rec.APIAccess) > 0 && !c.Public {
+			rec.GrantTypes = append(rec.GrantTypes, flows.GrantClientCredentials)
+		}
+	}
+	for _, gt := range rec.GrantTypes {
+		if !slices.Contains(knownGrantTypes, gt) {
+			return nil, fmt.Errorf("client %s: grant type %q is not supported; use one of %s", c.ID, gt, strings.Join(knownGrantTypes, ", "))
+		}
+	}
+	if c.Public && slices.Contains(rec.GrantTypes, flows.GrantClientCredentials) {
+		return nil, fmt.Errorf("client %s: a public client cannot use client_credentials", c.ID)
+	}
+	if slices.Contains(rec.GrantTypes, flows.GrantAuthorizationCode) && len(rec.RedirectURIs) == 0 {
+		return nil, fmt.Errorf("client %s: the authorization_code grant needs at least one redirect_uris entry", c.ID)
+	}
+	for _, list := range [][]string{rec.RedirectURIs, rec.PostLogoutRedirectURIs} {
+		for _, u := range list {
+			if err := checkRedirectURI(u); err != nil {
+				return nil, fmt.Errorf("client %s: %w", c.ID, err)
+			}
+		}
+	}
+	rec.ResponseTypes = []string{"code"}
+	return rec, nil
+}
+
+// checkRedirectURI applies RFC 9700 §2.1 and RFC 8252: absolute, no
+// fragment; plain http only for loopback.
+func checkRedirectURI(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" {
+		return fmt.Errorf("redirect URI %q must be an absolute URI", raw)
+	}
+	if u.Fragment != "" || strings.Contains(raw, "#") {
+		return fmt.Errorf("redirect URI %q must not contain a fragment", raw)
+	}
+	if u.Scheme == "http" {
+		host := u.Hostname()
+		if host != "localhost" && host != "127.0.0.1" && host != "::1" && !strings.HasSuffix(host, ".localhost") {
+			return fmt.Errorf("redirect URI %q uses plain http on a non-loopback host; use https", raw)
+		}
+	}
+	return nil
+}
+
+// UserRecord validates u and converts it to its store record; hash is the
+// argon2id hash to store.
+func (u UserConfig) UserRecord(hash string) (*store.User, error) {
+	if u.Username == "" {
+		return nil, errors.New("username is required")
+	}
+	verified := u.Email != ""
+	if u.EmailVerified != nil {
+		verified = *u.EmailVerified
+	}
+	return &store.User{ID: u.Username, Username: u.Username, PasswordHash: hash, Email: u.Email, EmailVerified: verified,
+		Name: u.Name, Groups: u.Groups, Claims: u.Claims}, nil
+}
+
+// APIRecord validates a and converts it to its store record.
+func (a APIConfig) APIRecord() (*store.API, error) {
+	if a.Identifier == "" {
+		return nil, errors.New("api identifier is required")
+	}
+	switch a.TokenFormat {
+	case "":
+		a.TokenFormat = "jwt"
+	case "jwt", "opaque":
+	default:
+		return nil, fmt.Errorf("api %s: token_format %q is not supported; use jwt or opaque", a.Identifier, a.TokenFormat)
+	}
+	for _, s := range a.Scopes {
+		if strings.ContainsAny(s, " \"\\") {
+			return nil, fmt.Errorf("api %s: scope %q contains a space, quote or backslash", a.Identifier, s)
+		}
+	}
+	return &store.API{Identifier: a.Identifier, Name: a.Name, Scopes: a.Scopes, TokenFormat: a.TokenFormat,
+		AccessTokenLifetime: int64(time.Duration(a.AccessTokenTTL) / time.Second)}, nil
+}
+
+// seed writes the configured users, clients and APIs to the store and
+// removes config-owned records no longer in the config. Records created
+// through the admin API are left alone.
+func (a *App) seed(ctx context.Context, repl *caddy.Replacer) error {
+	now := time.Now()
+	apis := map[string]bool{}
+	for _, ac := range a.APIs {
+		rec, err := ac.APIRecord()
+		if err != nil {
+			return err
+		}
+		rec.Source, rec.CreatedAt = "config", now
+		if err := a.store.PutAPI(ctx, rec); err != nil {
+			return err
+		}
+		apis[rec.Identifier] = true
+	}
+	clients := map[string]bool{}
+	for _, cc := range a.Clients {
+		rec, err := cc.ClientRecord(repl.ReplaceKnown(cc.Secret, ""))
+		if err != nil {
+			return err
+		}
+		for aud := range rec.APIAccess {
+			if _, err := a.store.GetAPI(ctx, aud); err != nil {
+				return fmt.Errorf("client %s: api_access names %s, which is not a defined api", rec.ID, aud)
+			}
+		}
+		rec.Source, rec.CreatedAt = "config", now
+		if err := a.store.PutClient(ctx, rec); err != nil {
+			return err
+		}
+		clients[rec.ID] = true
+	}
+	users := map[string]bool{}
+	for _, uc := range a.Users {
+		hash, err := a.userHash(ctx, uc, repl)
+		if err != nil {
+			return err
+		}
+		rec, err := uc.UserRecord(hash)
+		if err != nil {
+			return err
+		}
+		rec.Source, rec.CreatedAt = "config", now
+		if err := a.store.PutUser(ctx, rec); err != nil {
+			return err
+		}
+		users[rec.Username] = true
+	}
+	return a.pruneConfigRecords(ctx, apis, clients, users)
+}
+
+// userHash returns the argon2id hash for a configured user, reusing the
+// stored hash when the plaintext demo password has not changed (hashing is
+// deliberately slow).
+func (a *App) userHash(ctx context.Context, uc UserConfig, repl *caddy.Replacer) (string, error) {
+	if h := repl.ReplaceKnown(uc.PasswordHash, ""); h != "" {
+		if _, err := flows.VerifyPassword(h, ""); err != nil {
+			return "", fmt.Errorf("user %s: password_hash: %w (make one with: caddy hash-password --algorithm argon2id)", uc.Username, err)
+		}
+		return h, nil
+	}
+	pw := repl.ReplaceKnown(uc.Password, "")
+	if pw == "" {
+		return "", fmt.Errorf("user %s: set password_hash (or password, for demos)", uc.Username)
+	}
+	a.logger.Warn("user has a plaintext password in the config; use password_hash outside demos", zap.String("user", uc.Username))
+	if prev, err := a.store.GetUser(ctx, uc.Username); err == nil && prev.PasswordHash != "" {
+		if ok, _ := flows.VerifyPassword(prev.PasswordHash, pw); ok {
+			return prev.PasswordHash, nil
+		}
+	}
+	return flows.HashPassword(pw)
+}
+
+func (a *App) pruneConfigRecords(ctx context.Context, apis, clients, users map[string]bool) error {
+	storedClients, err := a.store.ListClients(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range storedClients {
+		if c.Source == "config" && !clients[c.ID] {
+			if err := a.store.DeleteClient(ctx, c.ID); err != nil {
+				return err
+			}
+		}
+	}
+	storedUsers, err := a.store.ListUsers(ctx)
+	if err != nil {
+		return err
+	}
+	for _, u := range storedUsers {
+		if u.Source == "config" && !users[u.Username] {
+			if err := a.store.DeleteUser(ctx, u.Username); err != nil {
+				return err
+			}
+		}
+	}
+	storedAPIs, err := a.store.ListAPIs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, api := range storedAPIs {
+		if api.Source == "config" && !apis[api.Identifier] {
+			if err := a.store.DeleteAPI(ctx, api.Identifier); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// validSigningAlg reports whether alg can be configured.
+func validSigningAlg(alg string) bool { return alg == "" || slices.Contains(keys.SupportedAlgs, alg) }

@@ -1,0 +1,73 @@
+package flows
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+)
+
+// metadata is the OpenID Provider Metadata (OIDC Discovery §3), which is
+// also valid RFC 8414 authorization server metadata.
+func (s *Server) metadata() map[string]any {
+	grantTypes := make([]string, 0, len(s.grants))
+	for gt := range s.grants {
+		grantTypes = append(grantTypes, gt)
+	}
+	sort.Strings(grantTypes)
+	authMethods := []string{"client_secret_basic", "client_secret_post", "none"}
+	return map[string]any{
+		"issuer":                                        s.issuer,
+		"authorization_endpoint":                        s.url(PathAuthorize),
+		"token_endpoint":                                s.url(PathToken),
+		"userinfo_endpoint":                             s.url(PathUserinfo),
+		"jwks_uri":                                      s.url(PathJWKS),
+		"introspection_endpoint":                        s.url(PathIntrospect),
+		"revocation_endpoint":                           s.url(PathRevoke),
+		"end_session_endpoint":                          s.url(PathEndSession),
+		"scopes_supported":                              standardScopeNames(),
+		"response_types_supported":                      []string{"code"},
+		"response_modes_supported":                      []string{"query", "fragment", "form_post"},
+		"grant_types_supported":                         grantTypes,
+		"subject_types_supported":                       []string{"public"},
+		"id_token_signing_alg_values_supported":         []string{s.keys.Alg()},
+		"token_endpoint_auth_methods_supported":         authMethods,
+		"introspection_endpoint_auth_methods_supported": authMethods[:2],
+		"revocation_endpoint_auth_methods_supported":    authMethods,
+		"code_challenge_methods_supported":              []string{"S256"},
+		"claims_supported": []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash", "sid",
+			"name", "preferred_username", "email", "email_verified", "groups"},
+		"prompt_values_supported":                        []string{"none", "login", "consent"},
+		"authorization_response_iss_parameter_supported": true,
+		"claims_parameter_supported":                     false,
+		"request_parameter_supported":                    false,
+		"request_uri_parameter_supported":                false,
+		"frontchannel_logout_supported":                  false,
+		"backchannel_logout_supported":                   false,
+	}
+}
+
+// refreshMetadata re-renders the discovery document, served from memory.
+func (s *Server) refreshMetadata() {
+	body, err := json.Marshal(s.metadata())
+	if err != nil {
+		panic(err) // only plain strings and slices: cannot fail
+	}
+	s.discovery.Store(&body)
+}
+
+func (s *Server) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
+	body := *s.discovery.Load()
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "public, max-age=300")
+	h.Set("Access-Control-Allow-Origin", "*")
+	w.Write(body)
+}
+
+func (s *Server) serveJWKS(w http.ResponseWriter, _ *http.Request) {
+	h := w.Header()
+	h.Set("Content-Type", "application/jwk-set+json")
+	h.Set("Cache-Control", "public, max-age=300")
+	h.Set("Access-Control-Allow-Origin", "*")
+	w.Write(s.keys.JWKS())
+}

@@ -1,0 +1,146 @@
+package flows
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/portcullis-gw/portcullis/keys"
+	"github.com/portcullis-gw/portcullis/store"
+)
+
+// tokenInfo is what the server knows about a token it issued.
+type tokenInfo struct {
+	Kind      string // "access_token" or "refresh_token"
+	ClientID  string
+	Subject   string
+	Scopes    []string
+	Audience  []string
+	JTI       string
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+	AuthTime  time.Time
+}
+
+// looksLikeJWT distinguishes our JWTs from our opaque tokens (43-character
+// base64url without dots).
+func looksLikeJWT(tok string) bool { return strings.Count(tok, ".") == 2 }
+
+// lookupAccessToken validates an access token this server issued: a JWT is
+// verified (signature, typ, iss, exp) and checked against revoked jtis; an
+// opaque token is looked up by digest.
+func (s *Server) lookupAccessToken(ctx context.Context, tok string) (*tokenInfo, error) {
+	now := s.now()
+	if !looksLikeJWT(tok) {
+		at, err := s.store.GetAccessToken(ctx, digest(tok))
+		if err != nil {
+			return nil, err
+		}
+		return &tokenInfo{Kind: "access_token", ClientID: at.ClientID, Subject: at.Subject, Scopes: at.Scopes,
+			Audience: strings.Fields(at.Audience), JTI: at.JTI, IssuedAt: at.IssuedAt, ExpiresAt: at.ExpiresAt}, nil
+	}
+	var c accessClaims
+	typ, err := s.keys.Verify(tok, &c)
+	if err != nil {
+		if errors.Is(err, keys.ErrUnknownKey) {
+			return nil, store.ErrNotFound
+		}
+		return nil, store.ErrNotFound
+	}
+	exp := time.Unix(c.Expiry, 0)
+	if typ != "at+jwt" || c.Issuer != s.issuer || !now.Before(exp) || c.JTI == "" {
+		return nil, store.ErrNotFound
+	}
+	revoked, err := s.store.IsJTIRevoked(ctx, c.JTI)
+	if err != nil {
+		return nil, err
+	}
+	if revoked {
+		return nil, store.ErrNotFound
+	}
+	info := &tokenInfo{Kind: "access_token", ClientID: c.ClientID, Subject: c.Subject, Scopes: strings.Fields(c.Scope),
+		Audience: c.Audience, JTI: c.JTI, IssuedAt: time.Unix(c.IssuedAt, 0), ExpiresAt: exp}
+	if c.AuthTime != 0 {
+		info.AuthTime = time.Unix(c.AuthTime, 0)
+	}
+	return info, nil
+}
+
+// bearerToken extracts the access token of a userinfo request (RFC 6750
+// §2.1 header, or §2.2 form body).
+func bearerToken(r *http.Request) (string, error) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, tok, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+			return "", errInvalidRequest("the Authorization header must be \"Bearer <token>\"")
+		}
+		return strings.TrimSpace(tok), nil
+	}
+	if r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		if tok := r.PostForm.Get("access_token"); tok != "" {
+			return tok, nil
+		}
+	}
+	return "", &Error{Code: "", Status: http.StatusUnauthorized, Description: "an access token is required"}
+}
+
+// serveUserinfo is OIDC Core §5.3.
+func (s *Server) serveUserinfo(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		s.writeBearerError(w, r, &Error{Code: "invalid_request", Status: http.StatusMethodNotAllowed, Description: "use GET or POST"})
+		return
+	}
+	if r.Method == http.MethodPost {
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		r.ParseForm()
+	}
+	tok, err := bearerToken(r)
+	if err != nil {
+		s.writeBearerError(w, r, err)
+		return
+	}
+	info, err := s.lookupAccessToken(r.Context(), tok)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			s.writeBearerError(w, r, errInvalidToken("the access token is invalid, expired or revoked"))
+			return
+		}
+		s.writeBearerError(w, r, errServer(err))
+		return
+	}
+	if !hasScope(info.Scopes, "openid") || info.Subject == "" || info.Subject == info.ClientID {
+		s.writeBearerError(w, r, errInsufficientScope("userinfo needs a user's access token with the openid scope"))
+		return
+	}
+	user, err := s.store.GetUser(r.Context(), info.Subject)
+	if err != nil || user.Disabled {
+		s.writeBearerError(w, r, errInvalidToken("the user of this token no longer exists"))
+		return
+	}
+	claims := userClaims(user, info.Scopes)
+	claims["sub"] = user.ID
+	writeJSON(w, http.StatusOK, claims)
+}
+
+// writeBearerError answers a protected-resource request per RFC 6750 §3.
+func (s *Server) writeBearerError(w http.ResponseWriter, r *http.Request, err error) {
+	oe := asOAuth(err)
+	s.logError(r, oe)
+	challenge := `Bearer realm="` + s.issuer + `"`
+	if oe.Code != "" {
+		challenge += `, error="` + oe.Code + `", error_description="` + strings.ReplaceAll(oe.Description, `"`, `'`) + `"`
+	}
+	if oe.Code == "insufficient_scope" {
+		challenge += `, scope="openid"`
+	}
+	w.Header().Set("WWW-Authenticate", challenge)
+	if oe.Code == "" {
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(oe.Status)
+		return
+	}
+	writeJSON(w, oe.Status, map[string]string{"error": oe.Code, "error_description": oe.Description})
+}

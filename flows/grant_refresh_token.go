@@ -1,0 +1,72 @@
+package flows
+
+import (
+	"errors"
+	"slices"
+
+	"github.com/portcullis-gw/portcullis/store"
+)
+
+// refreshTokenGrant rotates a refresh token (RFC 6749 §6, RFC 9700 §4.14).
+type refreshTokenGrant struct{ s *Server }
+
+func (g refreshTokenGrant) Grant(req *TokenRequest) (*TokenResponse, error) {
+	s, ctx := g.s, req.HTTP.Context()
+	presented := req.Form.Get("refresh_token")
+	if presented == "" {
+		return nil, errInvalidRequest("refresh_token is required")
+	}
+	old, err := s.store.GetRefreshToken(ctx, digest(presented))
+	switch {
+	case errors.Is(err, store.ErrAlreadyUsed):
+		if old.ClientID != req.Client.ID {
+			return nil, errInvalidGrant("the refresh token was issued to another client")
+		}
+		return nil, s.refreshRotationError(ctx, old.GrantID, err)
+	case errors.Is(err, store.ErrNotFound):
+		return nil, errInvalidGrant("the refresh token is invalid, expired or revoked")
+	case err != nil:
+		return nil, errServer(err)
+	}
+	// RFC 6749 §6: "validate the refresh token ... was issued to the
+	// authenticated client".
+	if old.ClientID != req.Client.ID {
+		return nil, errInvalidGrant("the refresh token was issued to another client")
+	}
+	// "The requested scope MUST NOT include any scope not originally
+	// granted by the resource owner".
+	scopes := old.Scopes
+	if param := req.Form.Get("scope"); param != "" {
+		asked, err := parseScope(param)
+		if err != nil {
+			return nil, err
+		}
+		for _, sc := range asked {
+			if !slices.Contains(old.Scopes, sc) {
+				return nil, errInvalidScope("scope %q was not granted originally", sc)
+			}
+		}
+		scopes = asked
+	}
+	user, err := s.activeUser(ctx, old.Subject)
+	if err != nil {
+		return nil, err
+	}
+	api, err := s.apiOrNil(ctx, old.Audience)
+	if err != nil {
+		return nil, err
+	}
+	grant, err := s.store.GetGrant(ctx, old.GrantID)
+	if err != nil {
+		return nil, errInvalidGrant("the grant of this refresh token is revoked or expired")
+	}
+	p := issueParams{
+		Client: req.Client, User: user, Scopes: scopes, API: api, GrantID: old.GrantID,
+		AuthTime: grant.AuthTime, SessionID: grant.SessionID, WithIDToken: hasScope(scopes, "openid"),
+	}
+	resp, err := s.issue(ctx, p, grant, true, old.Digest)
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}

@@ -1,0 +1,212 @@
+package store
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Client is an application registered with the authorization server.
+type Client struct {
+	// ID is the client_id.
+	ID string `json:"client_id"`
+	// Name is shown on the consent page.
+	Name string `json:"client_name,omitempty"`
+	// SecretDigest is the hex SHA-256 of the client secret. Client secrets
+	// are high-entropy (generated ones are 256 bits), so a fast digest loses
+	// nothing against a slow KDF and keeps the token endpoint fast.
+	SecretDigest string `json:"secret_digest,omitempty"`
+	// TokenEndpointAuthMethod is client_secret_basic, client_secret_post or
+	// none (a public client).
+	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method"`
+	// RedirectURIs are matched exactly (RFC 9700 §4.1.3).
+	RedirectURIs []string `json:"redirect_uris,omitempty"`
+	// PostLogoutRedirectURIs are matched exactly on RP-initiated logout.
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
+	// GrantTypes the client may use at the token endpoint.
+	GrantTypes []string `json:"grant_types,omitempty"`
+	// ResponseTypes the client may use at the authorization endpoint.
+	ResponseTypes []string `json:"response_types,omitempty"`
+	// Scopes the client may request from users. Empty means every scope the
+	// server and its APIs define.
+	Scopes []string `json:"scopes,omitempty"`
+	// APIAccess lists, per API identifier, the scopes the client may obtain
+	// for itself with client_credentials.
+	APIAccess map[string][]string `json:"api_access,omitempty"`
+	// RequirePKCE demands PKCE even from a confidential client. Public
+	// clients always need it.
+	RequirePKCE bool `json:"require_pkce,omitempty"`
+	// FirstParty clients skip the consent page.
+	FirstParty bool `json:"first_party,omitempty"`
+	// AlwaysIssueRefreshToken issues refresh tokens even when offline_access
+	// was not requested.
+	AlwaysIssueRefreshToken bool `json:"always_issue_refresh_token,omitempty"`
+	// Source says who owns the record: "config" (the Caddyfile; replaced on
+	// every load) or "admin" (the admin API; kept across reloads).
+	Source string `json:"source,omitempty"`
+	// CreatedAt is when the record was first stored.
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Public reports whether the client cannot keep a secret.
+func (c *Client) Public() bool { return c.TokenEndpointAuthMethod == "none" }
+
+// HasGrantType reports whether the client may use grant type gt.
+func (c *Client) HasGrantType(gt string) bool { return contains(c.GrantTypes, gt) }
+
+// User is someone who can sign in.
+type User struct {
+	// ID is the stable subject identifier (sub claim).
+	ID string `json:"id"`
+	// Username is what the user types on the login page.
+	Username string `json:"username"`
+	// PasswordHash is an argon2id PHC string.
+	PasswordHash string `json:"password_hash,omitempty"`
+	// Email, EmailVerified and Name feed the email and profile scopes.
+	Email         string `json:"email,omitempty"`
+	EmailVerified bool   `json:"email_verified,omitempty"`
+	Name          string `json:"name,omitempty"`
+	// Groups are released in the groups claim.
+	Groups []string `json:"groups,omitempty"`
+	// Claims are extra claims released in ID tokens and userinfo.
+	Claims map[string]any `json:"claims,omitempty"`
+	// Disabled users cannot sign in and their grants stop working.
+	Disabled bool `json:"disabled,omitempty"`
+	// Source is "config" or "admin", as for clients.
+	Source string `json:"source,omitempty"`
+	// CreatedAt is when the record was first stored.
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// API is a resource server tokens can be issued for.
+type API struct {
+	// Identifier is the audience (aud) of tokens for this API.
+	Identifier string `json:"identifier"`
+	// Name is shown on the consent page.
+	Name string `json:"name,omitempty"`
+	// Scopes the API defines.
+	Scopes []string `json:"scopes,omitempty"`
+	// TokenFormat is "jwt" (RFC 9068) or "opaque" (introspect to use).
+	TokenFormat string `json:"token_format,omitempty"`
+	// AccessTokenLifetime in seconds; 0 means the server default.
+	AccessTokenLifetime int64 `json:"access_token_lifetime,omitempty"`
+	// Source is "config" or "admin", as for clients.
+	Source string `json:"source,omitempty"`
+	// CreatedAt is when the record was first stored.
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Grant is one authorization: what a user (or a client for itself) allowed a
+// client, and the family every token issued from it belongs to.
+type Grant struct {
+	ID        string    `json:"id"`
+	ClientID  string    `json:"client_id"`
+	Subject   string    `json:"sub,omitempty"`
+	Scopes    []string  `json:"scopes,omitempty"`
+	Audience  string    `json:"aud,omitempty"`
+	AuthTime  time.Time `json:"auth_time"`
+	SessionID string    `json:"sid,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// AuthCode is an authorization code, kept under its digest until it expires
+// so that a replay is recognised (and the grant it issued revoked).
+type AuthCode struct {
+	Digest              string    `json:"digest"`
+	ClientID            string    `json:"client_id"`
+	RedirectURI         string    `json:"redirect_uri"`
+	CodeChallenge       string    `json:"code_challenge,omitempty"`
+	CodeChallengeMethod string    `json:"code_challenge_method,omitempty"`
+	GrantID             string    `json:"grant_id"`
+	Subject             string    `json:"sub"`
+	Scopes              []string  `json:"scopes,omitempty"`
+	Audience            string    `json:"aud,omitempty"`
+	Nonce               string    `json:"nonce,omitempty"`
+	AuthTime            time.Time `json:"auth_time"`
+	SessionID           string    `json:"sid,omitempty"`
+	Used                bool      `json:"used,omitempty"`
+	CreatedAt           time.Time `json:"created_at"`
+	ExpiresAt           time.Time `json:"expires_at"`
+}
+
+// RefreshToken is a refresh token, kept under its digest. Rotated tokens are
+// kept (Used) until they expire so that reuse is detected.
+type RefreshToken struct {
+	Digest    string    `json:"digest"`
+	GrantID   string    `json:"grant_id"`
+	ClientID  string    `json:"client_id"`
+	Subject   string    `json:"sub,omitempty"`
+	Scopes    []string  `json:"scopes,omitempty"`
+	Audience  string    `json:"aud,omitempty"`
+	Used      bool      `json:"used,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// SelfContainedPrefix marks an AccessToken record that tracks a JWT access
+// token (Digest is SelfContainedPrefix + jti) so that revoking its grant
+// also revokes the jti.
+const SelfContainedPrefix = "jti:"
+
+// AccessToken is an opaque access token, kept under its digest, or the
+// tracking record of a JWT access token issued under a grant.
+type AccessToken struct {
+	Digest    string    `json:"digest"`
+	GrantID   string    `json:"grant_id,omitempty"`
+	ClientID  string    `json:"client_id"`
+	Subject   string    `json:"sub,omitempty"`
+	Scopes    []string  `json:"scopes,omitempty"`
+	Audience  string    `json:"aud,omitempty"`
+	JTI       string    `json:"jti"`
+	IssuedAt  time.Time `json:"iat"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Consent records the scopes a user allowed a client.
+type Consent struct {
+	Subject   string    `json:"sub"`
+	ClientID  string    `json:"client_id"`
+	Scopes    []string  `json:"scopes"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at,omitempty"`
+}
+
+// Covers reports whether the consent includes every scope in scopes.
+func (c *Consent) Covers(scopes []string) bool {
+	for _, s := range scopes {
+		if !contains(c.Scopes, s) {
+			return false
+		}
+	}
+	return true
+}
+
+// Session is a signed-in browser session at the authorization server (SSO).
+type Session struct {
+	ID        string    `json:"id"`
+	Subject   string    `json:"sub"`
+	AuthTime  time.Time `json:"auth_time"`
+	AMR       []string  `json:"amr,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Key is a signing key. It signs until ActiveUntil and is published in the
+// JWKS until ExpiresAt, when every token it signed has expired.
+type Key struct {
+	ID          string          `json:"kid"`
+	Alg         string          `json:"alg"`
+	PrivateJWK  json.RawMessage `json:"private_jwk"`
+	CreatedAt   time.Time       `json:"created_at"`
+	ActiveUntil time.Time       `json:"active_until"`
+	ExpiresAt   time.Time       `json:"expires_at"`
+}
+
+func contains(list []string, v string) bool {
+	for _, s := range list {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}

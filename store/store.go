@@ -1,0 +1,132 @@
+// Package store defines the persistence contract of Portcullis: the records the
+// authorization server keeps (clients, users, APIs, grants, codes, tokens,
+// consents, SSO sessions, signing keys) and the one interface every backend
+// implements. The embedded default is boltstore; the contract tests in
+// storetest run against any backend, so a shared SQL backend for several Caddy
+// instances can be added without touching the flows.
+//
+// Rules every backend follows:
+//   - a record past its ExpiresAt is never returned (ErrNotFound), whether or
+//     not the background Sweep has collected it yet;
+//   - "take once" operations (TakeCode, RotateRefreshToken) are atomic: under
+//     any concurrency exactly one caller succeeds;
+//   - every write is a transaction: a crash leaves the old or the new state,
+//     never half of a grant.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors returned by every backend. Callers compare with errors.Is.
+var (
+	// ErrNotFound means no live record exists under that key (it never
+	// existed, was deleted, or has expired).
+	ErrNotFound = errors.New("store: not found")
+	// ErrAlreadyUsed means a single-use record (authorization code, refresh
+	// token) was presented a second time. The record is returned alongside so
+	// the caller can revoke the grant it belongs to.
+	ErrAlreadyUsed = errors.New("store: already used")
+	// ErrConflict means a record with that key already exists where a new one
+	// was required.
+	ErrConflict = errors.New("store: already exists")
+)
+
+// Store is the persistence contract. Methods take a context for backends that
+// talk to a server; the embedded bbolt backend ignores cancellation once a
+// transaction has started.
+type Store interface {
+	// Clients registered with the authorization server.
+	PutClient(ctx context.Context, c *Client) error
+	GetClient(ctx context.Context, id string) (*Client, error)
+	ListClients(ctx context.Context) ([]*Client, error)
+	DeleteClient(ctx context.Context, id string) error
+
+	// Users who can sign in, keyed by username.
+	PutUser(ctx context.Context, u *User) error
+	GetUser(ctx context.Context, username string) (*User, error)
+	ListUsers(ctx context.Context) ([]*User, error)
+	DeleteUser(ctx context.Context, username string) error
+
+	// APIs (resource servers) keyed by their identifier (the audience).
+	PutAPI(ctx context.Context, a *API) error
+	GetAPI(ctx context.Context, identifier string) (*API, error)
+	ListAPIs(ctx context.Context) ([]*API, error)
+	DeleteAPI(ctx context.Context, identifier string) error
+
+	// PutCode stores a new authorization code under its digest.
+	PutCode(ctx context.Context, c *AuthCode) error
+	// TakeCode marks the code used and returns it, in one atomic step. A
+	// second take returns the record with ErrAlreadyUsed.
+	TakeCode(ctx context.Context, digest string) (*AuthCode, error)
+
+	// PutGrant stores a grant, the family every refresh token, opaque access
+	// token and code replay check of one authorization hangs off.
+	PutGrant(ctx context.Context, g *Grant) error
+	GetGrant(ctx context.Context, id string) (*Grant, error)
+	// RevokeGrant deletes the grant and every refresh and opaque access
+	// token issued under it. Revoking an unknown grant is not an error.
+	RevokeGrant(ctx context.Context, id string) error
+	// RevokeGrantsOfSubject revokes every grant a user holds with a client
+	// (all clients when clientID is empty) and returns how many.
+	RevokeGrantsOfSubject(ctx context.Context, subject, clientID string) (int, error)
+
+	// IssueGrant stores a new grant with its first refresh token and opaque
+	// access token (either may be nil) in one transaction.
+	IssueGrant(ctx context.Context, g *Grant, rt *RefreshToken, at *AccessToken) error
+
+	// GetRefreshToken returns a live, unused refresh token whose grant is
+	// still live.
+	GetRefreshToken(ctx context.Context, digest string) (*RefreshToken, error)
+	// RotateRefreshToken marks old used and stores next (and the opaque
+	// access token issued with it, when not nil) in one atomic step. If old
+	// was already used it returns the old record with ErrAlreadyUsed and
+	// stores nothing: the caller revokes the family.
+	RotateRefreshToken(ctx context.Context, oldDigest string, next *RefreshToken, at *AccessToken) (*RefreshToken, error)
+
+	// Opaque access tokens, keyed by digest. GetAccessToken also checks the
+	// grant (when the token has one) is still live.
+	PutAccessToken(ctx context.Context, t *AccessToken) error
+	GetAccessToken(ctx context.Context, digest string) (*AccessToken, error)
+	DeleteAccessToken(ctx context.Context, digest string) error
+
+	// RevokeJTI records that a self-contained (JWT) token is revoked until
+	// it would have expired anyway.
+	RevokeJTI(ctx context.Context, jti string, expiresAt time.Time) error
+	IsJTIRevoked(ctx context.Context, jti string) (bool, error)
+
+	// Consents a user gave a client, keyed by (subject, client).
+	PutConsent(ctx context.Context, c *Consent) error
+	GetConsent(ctx context.Context, subject, clientID string) (*Consent, error)
+	DeleteConsent(ctx context.Context, subject, clientID string) error
+
+	// SSO sessions of the authorization server's own login.
+	PutSession(ctx context.Context, s *Session) error
+	GetSession(ctx context.Context, id string) (*Session, error)
+	DeleteSession(ctx context.Context, id string) error
+
+	// Signing keys, including retired ones still published in the JWKS.
+	PutKey(ctx context.Context, k *Key) error
+	ListKeys(ctx context.Context) ([]*Key, error)
+	DeleteKey(ctx context.Context, id string) error
+
+	// GetOrCreateSecret returns the secret stored under name, storing
+	// create()'s result first when there is none. Used for cookie keys that
+	// must survive restarts and be shared by every instance.
+	GetOrCreateSecret(ctx context.Context, name string, create func() ([]byte, error)) ([]byte, error)
+
+	// Sweep deletes every record that expired before now and reports how
+	// many it removed.
+	Sweep(ctx context.Context, now time.Time) (int, error)
+
+	// Close releases the backend. The store is unusable afterwards.
+	Close() error
+}
+
+// Live reports whether a record with that expiry is still valid at now. A
+// zero expiry never expires.
+func Live(expiresAt, now time.Time) bool {
+	return expiresAt.IsZero() || now.Before(expiresAt)
+}
