@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite: what `./xcaddy.sh test` and CI run. It installs what
+# it needs on a fresh machine (Node.js for the interop peers) and runs every
+# Go test, the end-to-end and interop tests included.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+	echo "== installing Node.js (interop tests run certified npm peers)"
+	as_root apt-get update -qq
+	as_root apt-get install -y -qq nodejs npm
+fi
+
+echo "== npm ci (tests/interop)"
+(cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test -race (store, flows, keys, session)"
+go test -race -count=1 ./store/... ./flows/... ./keys/... ./session/...
+
+echo "== go test ./... (unit, end-to-end with the real binary, interop)"
+go test -count=1 -timeout 20m ./...
