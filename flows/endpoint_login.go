@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/crypto/argon2"
 
 	"github.com/portcullis-gw/portcullis/session"
 	"github.com/portcullis-gw/portcullis/store"
@@ -212,20 +211,4 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, client *sto
 		page: s.newPage("Authorize "+clientName(client), nonce), ClientName: clientName(client), UserName: name,
 		APIName: apiName, Action: s.pathPrefix + PathConsent, CSRFToken: s.csrfToken(w, r), AuthRequest: encoded, Scopes: views,
 	})
-}
-
-// Argon2id parameters (RFC 9106 §4 second recommendation: 64 MiB, 3 passes).
-const (
-	argonTime    = 3
-	argonMemory  = 64 * 1024
-	argonThreads = 2
-	argonKeyLen  = 32
-)
-
-// HashPassword returns an argon2id PHC string for password.
-func HashPassword(password string) (string, error) {
-	salt := randomBytes(16)
-	key := argon2.IDKey([]byte(password), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
-	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
-		b64(salt), b64(key)), nil
 }

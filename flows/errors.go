@@ -83,9 +83,6 @@ func errServer(cause error) *Error {
 	return &Error{Code: "server_error", Status: http.StatusInternalServerError,
 		Description: "the server could not complete the request; it has been logged", Cause: cause}
 }
-func errTemporarilyUnavailable(format string, args ...any) *Error {
-	return oauthErr("temporarily_unavailable", http.StatusServiceUnavailable, format, args...)
-}
 
 // asOAuth turns any error into an *Error: unknown errors are server errors.
 func asOAuth(err error) *Error {

@@ -10,6 +10,22 @@ import (
 	"golang.org/x/crypto/argon2"
 )
 
+// Argon2id parameters (RFC 9106 §4 second recommendation: 64 MiB, 3 passes).
+const (
+	argonTime    = 3
+	argonMemory  = 64 * 1024
+	argonThreads = 2
+	argonKeyLen  = 32
+)
+
+// HashPassword returns an argon2id PHC string for password.
+func HashPassword(password string) (string, error) {
+	salt := randomBytes(16)
+	key := argon2.IDKey([]byte(password), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
+		b64(salt), b64(key)), nil
+}
+
 func b64(b []byte) string { return base64.RawStdEncoding.EncodeToString(b) }
 
 // VerifyPassword checks password against an argon2id PHC string
