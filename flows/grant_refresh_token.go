@@ -61,7 +61,7 @@ func (g refreshTokenGrant) Grant(req *TokenRequest) (*TokenResponse, error) {
 		return nil, errInvalidGrant("the grant of this refresh token is revoked or expired")
 	}
 	p := issueParams{
-		Client: req.Client, User: user, Scopes: scopes, API: api, GrantID: old.GrantID,
+		Client: req.Client, User: user, Scopes: scopes, GrantedScopes: old.Scopes, API: api, GrantID: old.GrantID,
 		AuthTime: grant.AuthTime, SessionID: grant.SessionID, WithIDToken: hasScope(scopes, "openid"),
 	}
 	resp, err := s.issue(ctx, p, grant, true, old.Digest)

@@ -35,6 +35,10 @@ type issueParams struct {
 	AuthTime  time.Time
 	SessionID string
 	Nonce     string
+	// GrantedScopes are the scopes the grant (and so its refresh tokens)
+	// carries; Scopes may be narrower for this access token (RFC 6749 §6).
+	// Empty means Scopes.
+	GrantedScopes []string
 	// WithIDToken asks for an ID token (openid scope and a user).
 	WithIDToken bool
 }
@@ -209,9 +213,13 @@ func (s *Server) issue(ctx context.Context, p issueParams, grant *store.Grant, r
 		if grant != nil {
 			exp = grant.ExpiresAt
 		}
+		granted := p.GrantedScopes
+		if len(granted) == 0 {
+			granted = p.Scopes
+		}
 		rt = &store.RefreshToken{
 			Digest: digest(resp.RefreshToken), GrantID: p.GrantID, ClientID: p.Client.ID, Subject: p.User.ID,
-			Scopes: p.Scopes, Audience: apiID(p.API), CreatedAt: now, ExpiresAt: exp,
+			Scopes: granted, Audience: apiID(p.API), CreatedAt: now, ExpiresAt: exp,
 		}
 	}
 	switch {
@@ -221,6 +229,9 @@ func (s *Server) issue(ctx context.Context, p issueParams, grant *store.Grant, r
 		}
 	case grant != nil:
 		if err := s.store.IssueGrant(ctx, grant, rt, at.record); err != nil {
+			if errors.Is(err, store.ErrRevoked) {
+				return nil, errInvalidGrant("the authorization code was replayed while it was being redeemed; the grant is revoked")
+			}
 			return nil, errServer(err)
 		}
 	case at.record != nil:

@@ -29,6 +29,9 @@ var (
 	// token) was presented a second time. The record is returned alongside so
 	// the caller can revoke the grant it belongs to.
 	ErrAlreadyUsed = errors.New("store: already used")
+	// ErrRevoked means a grant was revoked (for example by the replay of
+	// the code that was creating it) and cannot be issued any more.
+	ErrRevoked = errors.New("store: grant revoked")
 	// ErrConflict means a record with that key already exists where a new one
 	// was required.
 	ErrConflict = errors.New("store: already exists")
@@ -67,14 +70,17 @@ type Store interface {
 	PutGrant(ctx context.Context, g *Grant) error
 	GetGrant(ctx context.Context, id string) (*Grant, error)
 	// RevokeGrant deletes the grant and every refresh and opaque access
-	// token issued under it. Revoking an unknown grant is not an error.
+	// token issued under it, and remembers the id so that a grant still
+	// being created under it (a code redemption racing its own replay) is
+	// refused. Revoking an unknown grant is not an error.
 	RevokeGrant(ctx context.Context, id string) error
 	// RevokeGrantsOfSubject revokes every grant a user holds with a client
 	// (all clients when clientID is empty) and returns how many.
 	RevokeGrantsOfSubject(ctx context.Context, subject, clientID string) (int, error)
 
 	// IssueGrant stores a new grant with its first refresh token and opaque
-	// access token (either may be nil) in one transaction.
+	// access token (either may be nil) in one transaction. It returns
+	// ErrRevoked when the grant id was revoked before it was issued.
 	IssueGrant(ctx context.Context, g *Grant, rt *RefreshToken, at *AccessToken) error
 
 	// GetRefreshToken returns a live, unused refresh token whose grant is

@@ -36,10 +36,11 @@ var (
 	bucketSessions = []byte("sessions")
 	bucketKeys     = []byte("keys")
 	bucketSecrets  = []byte("secrets")
+	bucketRevoked  = []byte("revoked_grants") // tombstones, see RevokeGrant
 
 	allBuckets = [][]byte{bucketClients, bucketUsers, bucketAPIs, bucketCodes,
 		bucketGrants, bucketGrantIdx, bucketRefresh, bucketAccess, bucketJTI,
-		bucketConsents, bucketSessions, bucketKeys, bucketSecrets}
+		bucketConsents, bucketSessions, bucketKeys, bucketSecrets, bucketRevoked}
 )
 
 const (
@@ -338,6 +339,9 @@ func (s *Store) GetGrant(_ context.Context, id string) (*store.Grant, error) {
 // IssueGrant implements store.Store.
 func (s *Store) IssueGrant(_ context.Context, g *store.Grant, rt *store.RefreshToken, at *store.AccessToken) error {
 	return s.update(func(tx *bolt.Tx) error {
+		if raw := tx.Bucket(bucketRevoked).Get([]byte(g.ID)); raw != nil && store.Live(expiryOf(raw), s.now()) {
+			return store.ErrRevoked
+		}
 		if err := put(tx, bucketGrants, g.ID, g, g.ExpiresAt); err != nil {
 			return err
 		}
@@ -353,7 +357,20 @@ func (s *Store) IssueGrant(_ context.Context, g *store.Grant, rt *store.RefreshT
 	})
 }
 
-func revokeGrant(tx *bolt.Tx, id string) error {
+// tombstoneTTL is how long a revoked grant id stays refused when the grant
+// itself was not stored yet: far longer than any code redemption takes.
+const tombstoneTTL = time.Hour
+
+func revokeGrant(tx *bolt.Tx, id string, now time.Time) error {
+	exp := now.Add(tombstoneTTL)
+	if raw := tx.Bucket(bucketGrants).Get([]byte(id)); raw != nil {
+		if ge := expiryOf(raw); ge.After(exp) {
+			exp = ge
+		}
+	}
+	if err := put(tx, bucketRevoked, id, struct{}{}, exp); err != nil {
+		return err
+	}
 	if err := del(tx, bucketGrants, id); err != nil {
 		return err
 	}
@@ -394,7 +411,7 @@ func (s *Store) RevokeGrant(_ context.Context, id string) error {
 	if id == "" {
 		return nil
 	}
-	return s.update(func(tx *bolt.Tx) error { return revokeGrant(tx, id) })
+	return s.update(func(tx *bolt.Tx) error { return revokeGrant(tx, id, s.now()) })
 }
 
 // RevokeGrantsOfSubject implements store.Store.
@@ -410,7 +427,7 @@ func (s *Store) RevokeGrantsOfSubject(_ context.Context, subject, clientID strin
 			if g.Subject != subject || (clientID != "" && g.ClientID != clientID) {
 				continue
 			}
-			if err := revokeGrant(tx, g.ID); err != nil {
+			if err := revokeGrant(tx, g.ID, s.now()); err != nil {
 				return err
 			}
 			n++
@@ -632,7 +649,7 @@ func (s *Store) Sweep(_ context.Context, now time.Time) (int, error) {
 					return err
 				}
 			}
-			if !bytes.Equal(name, bucketGrantIdx) {
+			if !bytes.Equal(name, bucketGrantIdx) && !bytes.Equal(name, bucketRevoked) {
 				removed += len(dead) // index entries are not records
 			}
 		}

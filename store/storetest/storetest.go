@@ -1109,6 +1109,19 @@ func testRevokeGrant(t *testing.T, o opener) {
 			ok(t, f.s.RevokeGrant(f.ctx, "grant-404"), "RevokeGrant unknown")
 			fam.intact(t, f)
 		}},
+		{"a grant revoked before it is issued is refused with ErrRevoked", func(t *testing.T, f *fixture) {
+			// A replayed code revokes the grant its first redemption is
+			// still creating: that redemption must then fail.
+			ok(t, f.s.RevokeGrant(f.ctx, "grant-race"), "RevokeGrant before issue")
+			g := newGrant("grant-race", "alice", "app", t0.Add(time.Hour))
+			rt := newRefresh("rt-race", g, t0.Add(time.Hour))
+			if err := f.s.IssueGrant(f.ctx, g, rt, nil); !errors.Is(err, store.ErrRevoked) {
+				t.Fatalf("IssueGrant of a revoked grant id: err = %v, want ErrRevoked", err)
+			}
+			if _, err := f.s.GetRefreshToken(f.ctx, "rt-race"); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("refresh token of the refused grant: err = %v, want ErrNotFound", err)
+			}
+		}},
 		{"revoking twice is not an error", func(t *testing.T, f *fixture) {
 			fam := issueFamily(t, f, "grant-1", "alice", "app")
 			ok(t, f.s.RevokeGrant(f.ctx, "grant-1"), "first RevokeGrant")
