@@ -67,14 +67,15 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 	username, password := r.PostForm.Get("username"), r.PostForm.Get("password")
 	ar.LoginHint = username
 	ip := clientIP(r)
-	if blocked, wait := s.throttle.Blocked(username, ip); blocked {
+	admitted, wait, done := s.throttle.Begin(username, ip)
+	if !admitted {
 		s.log.Warn("sign-in throttled", zap.String("username", username), zap.String("ip", ip))
 		s.showLogin(w, r, client, ar, fmt.Sprintf("Too many failed attempts. Try again in %s.", roundUp(wait)), http.StatusTooManyRequests)
 		return
 	}
 	user, err := s.CheckPassword(r, username, password)
+	done(err == nil)
 	if err != nil {
-		s.throttle.Failed(username, ip)
 		s.log.Info("sign-in failed", zap.String("username", username), zap.String("ip", ip))
 		s.showLogin(w, r, client, ar, "The username or password is incorrect.", http.StatusUnauthorized)
 		return
@@ -120,6 +121,13 @@ var ErrBadCredentials = errors.New("invalid username or password")
 // CheckPassword verifies a user's password in constant time with respect to
 // whether the user exists, and refuses disabled users.
 func (s *Server) CheckPassword(r *http.Request, username, password string) (*store.User, error) {
+	// Each argon2id run takes 64 MiB: bound how many run at once.
+	select {
+	case s.hashSlots <- struct{}{}:
+		defer func() { <-s.hashSlots }()
+	case <-r.Context().Done():
+		return nil, r.Context().Err()
+	}
 	user, err := s.store.GetUser(r.Context(), username)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err

@@ -109,6 +109,7 @@ type Server struct {
 	ssoCookie session.CookieOptions
 	csrf      session.CookieOptions
 	throttle  *throttle
+	hashSlots chan struct{} // bounds concurrent argon2id runs
 
 	discovery atomic.Pointer[[]byte]
 }
@@ -151,6 +152,7 @@ func New(cfg Config) (*Server, error) {
 	s.ssoCookie = session.CookieOptions{Name: "portcullis_sso", Secure: secure, MaxAge: cfg.SessionTTL}
 	s.csrf = session.CookieOptions{Name: "portcullis_csrf", Secure: secure}
 	s.throttle = newThrottle(cfg.LoginThrottle, cfg.Now)
+	s.hashSlots = make(chan struct{}, maxConcurrentHashes)
 	if s.tmpl, err = parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -161,6 +163,10 @@ func New(cfg Config) (*Server, error) {
 	s.refreshMetadata()
 	return s, nil
 }
+
+// maxConcurrentHashes bounds password verifications in flight (argon2id
+// with 64 MiB each): 256 MiB at most, the rest queue.
+const maxConcurrentHashes = 4
 
 func setDefaults(cfg *Config) {
 	def := func(d *time.Duration, v time.Duration) {

@@ -31,6 +31,10 @@ type throttle struct {
 	mu    sync.Mutex
 	users map[string]*rate.Limiter
 	ips   map[string]*rate.Limiter
+	// inFlight counts attempts whose password is being checked, per key:
+	// they hold a token until they succeed or fail, so concurrent guesses
+	// cannot all pass the check before the first failure is recorded.
+	inFlight map[string]int
 }
 
 func newThrottle(cfg ThrottleConfig, now func() time.Time) *throttle {
@@ -43,7 +47,7 @@ func newThrottle(cfg ThrottleConfig, now func() time.Time) *throttle {
 	if cfg.Refill <= 0 {
 		cfg.Refill = time.Minute
 	}
-	return &throttle{cfg: cfg, now: now, users: map[string]*rate.Limiter{}, ips: map[string]*rate.Limiter{}}
+	return &throttle{cfg: cfg, now: now, users: map[string]*rate.Limiter{}, ips: map[string]*rate.Limiter{}, inFlight: map[string]int{}}
 }
 
 func (t *throttle) limiter(m map[string]*rate.Limiter, key string, burst int) *rate.Limiter {
@@ -59,30 +63,46 @@ func (t *throttle) limiter(m map[string]*rate.Limiter, key string, burst int) *r
 	return l
 }
 
-// Blocked reports whether attempts for username from ip must be refused
-// now, and for how long.
-func (t *throttle) Blocked(username, ip string) (bool, time.Duration) {
+// Begin admits one sign-in attempt for username from ip, or says how long
+// to wait. An admitted attempt holds one token of each bucket until done is
+// called with its outcome: a failure spends the token, a success returns it.
+func (t *throttle) Begin(username, ip string) (admitted bool, wait time.Duration, done func(success bool)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	var wait time.Duration
-	for _, l := range []*rate.Limiter{t.limiter(t.users, username, t.cfg.PerUser), t.limiter(t.ips, ip, t.cfg.PerIP)} {
-		if l.TokensAt(now) < 1 {
-			r := l.ReserveN(now, 1)
-			wait = max(wait, r.DelayFrom(now))
-			r.CancelAt(now)
+	userKey, ipKey := "u\x00"+username, "i\x00"+ip
+	checks := []struct {
+		l   *rate.Limiter
+		key string
+	}{{t.limiter(t.users, username, t.cfg.PerUser), userKey}, {t.limiter(t.ips, ip, t.cfg.PerIP), ipKey}}
+	for _, c := range checks {
+		if c.l.TokensAt(now)-float64(t.inFlight[c.key]) < 1 {
+			r := c.l.ReserveN(now, t.inFlight[c.key]+1)
+			if r.OK() {
+				wait = max(wait, r.DelayFrom(now))
+				r.CancelAt(now)
+			} else {
+				wait = max(wait, t.cfg.Refill)
+			}
 		}
 	}
-	return wait > 0, wait
-}
-
-// Failed records a failed attempt.
-func (t *throttle) Failed(username, ip string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.now()
-	t.limiter(t.users, username, t.cfg.PerUser).AllowN(now, 1)
-	t.limiter(t.ips, ip, t.cfg.PerIP).AllowN(now, 1)
+	if wait > 0 {
+		return false, wait, func(bool) {}
+	}
+	t.inFlight[userKey]++
+	t.inFlight[ipKey]++
+	return true, 0, func(success bool) {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		for _, c := range checks {
+			if t.inFlight[c.key]--; t.inFlight[c.key] <= 0 {
+				delete(t.inFlight, c.key)
+			}
+			if !success {
+				c.l.AllowN(t.now(), 1)
+			}
+		}
+	}
 }
 
 // prune forgets buckets that have refilled completely.
@@ -92,7 +112,7 @@ func (t *throttle) prune() {
 	now := t.now()
 	for _, m := range []map[string]*rate.Limiter{t.users, t.ips} {
 		for k, l := range m {
-			if l.TokensAt(now) >= float64(l.Burst()) {
+			if l.TokensAt(now) >= float64(l.Burst()) && t.inFlight["u\x00"+k] == 0 && t.inFlight["i\x00"+k] == 0 {
 				delete(m, k)
 			}
 		}

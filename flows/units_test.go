@@ -194,35 +194,78 @@ func TestThrottleRefillsAndPrunes(t *testing.T) {
 	t.Parallel()
 	clock := &testClock{t: time.Unix(2_000_000_000, 0)}
 	th := newThrottle(ThrottleConfig{}, clock.Now)
+	fail := func(user, ip string) bool {
+		ok, _, done := th.Begin(user, ip)
+		if ok {
+			done(false)
+		}
+		return ok
+	}
 	for i := 0; i < 5; i++ {
-		if blocked, _ := th.Blocked("alice", "ip1"); blocked {
+		if !fail("alice", "ip1") {
 			t.Fatalf("blocked after %d failures", i)
 		}
-		th.Failed("alice", "ip1")
 	}
-	blocked, wait := th.Blocked("alice", "ip1")
-	if !blocked || wait <= 0 || wait > time.Minute {
-		t.Fatalf("after 5 failures: blocked=%v wait=%v", blocked, wait)
+	ok, wait, _ := th.Begin("alice", "ip1")
+	if ok || wait <= 0 || wait > time.Minute {
+		t.Fatalf("after 5 failures: admitted=%v wait=%v", ok, wait)
 	}
-	// Asking does not consume anything.
+	// Refused attempts do not consume anything.
 	for i := 0; i < 10; i++ {
-		th.Blocked("alice", "ip1")
+		th.Begin("alice", "ip1")
 	}
-	if blocked, _ := th.Blocked("bob", "ip2"); blocked {
+	if ok, _, done := th.Begin("bob", "ip2"); !ok {
 		t.Errorf("another user from another IP is blocked")
+	} else {
+		done(true)
 	}
 	clock.Advance(time.Minute)
-	if blocked, _ := th.Blocked("alice", "ip1"); blocked {
+	if !fail("alice", "ip1") {
 		t.Errorf("still blocked after a refill period")
 	}
-	th.Failed("alice", "ip1")
-	if blocked, _ := th.Blocked("alice", "ip1"); !blocked {
+	if ok, _, _ := th.Begin("alice", "ip1"); ok {
 		t.Errorf("a failure after the refill was not counted")
 	}
 	clock.Advance(10 * time.Minute)
 	th.prune()
 	if len(th.users) != 0 || len(th.ips) != 0 {
 		t.Errorf("prune kept refilled buckets: %d users, %d IPs", len(th.users), len(th.ips))
+	}
+}
+
+func TestThrottleSuccessCostsNothing(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{t: time.Unix(2_000_000_000, 0)}
+	th := newThrottle(ThrottleConfig{PerUser: 2}, clock.Now)
+	for i := 0; i < 10; i++ {
+		ok, _, done := th.Begin("alice", "ip1")
+		if !ok {
+			t.Fatalf("successful sign-in %d was throttled", i)
+		}
+		done(true)
+	}
+}
+
+func TestThrottleCountsAttemptsInFlight(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{t: time.Unix(2_000_000_000, 0)}
+	th := newThrottle(ThrottleConfig{PerUser: 3}, clock.Now)
+	var dones []func(bool)
+	for i := 0; i < 3; i++ {
+		ok, _, done := th.Begin("alice", "ip1")
+		if !ok {
+			t.Fatalf("attempt %d refused with only %d in flight", i, i)
+		}
+		dones = append(dones, done)
+	}
+	if ok, _, _ := th.Begin("alice", "ip1"); ok {
+		t.Fatal("a fourth concurrent attempt was admitted past a burst of 3")
+	}
+	for _, done := range dones {
+		done(false)
+	}
+	if ok, _, _ := th.Begin("alice", "ip1"); ok {
+		t.Fatal("admitted after three recorded failures")
 	}
 }
 
