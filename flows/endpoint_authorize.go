@@ -251,7 +251,7 @@ func (s *Server) continueAuthorization(w http.ResponseWriter, r *http.Request, c
 	}
 	if !client.FirstParty {
 		consent, err := s.store.GetConsent(ctx, user.ID, client.ID)
-		covered := err == nil && consent.Covers(ar.Scopes)
+		covered := err == nil && consent.Covers(consentScopes(ar.Audience, ar.Scopes))
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			s.redirectError(w, r, ar, errServer(err))
 			return

@@ -176,7 +176,7 @@ func (s *Server) serveConsent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	scopes := ar.Scopes
+	scopes := consentScopes(ar.Audience, ar.Scopes)
 	if prev, err := s.store.GetConsent(ctx, sess.Subject, client.ID); err == nil {
 		for _, sc := range prev.Scopes {
 			if !hasScope(scopes, sc) {

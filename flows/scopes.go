@@ -45,10 +45,18 @@ func scopeDescription(name string) string {
 	return "Use " + name
 }
 
+// maxScopeLen bounds the scope parameter: it is parsed before the client
+// authenticates, so it must stay cheap.
+const maxScopeLen = 4096
+
 // parseScope splits a scope parameter (RFC 6749 §3.3: space-delimited,
 // order irrelevant) into distinct scope tokens.
 func parseScope(param string) ([]string, error) {
+	if len(param) > maxScopeLen {
+		return nil, errInvalidScope("the scope parameter is longer than %d characters", maxScopeLen)
+	}
 	var out []string
+	seen := map[string]bool{}
 	for _, sc := range strings.Split(param, " ") {
 		if sc == "" {
 			continue
@@ -59,7 +67,8 @@ func parseScope(param string) ([]string, error) {
 				return nil, errInvalidScope("scope %q contains a character RFC 6749 §3.3 does not allow", sc)
 			}
 		}
-		if !slices.Contains(out, sc) {
+		if !seen[sc] {
+			seen[sc] = true
 			out = append(out, sc)
 		}
 	}
@@ -124,6 +133,22 @@ func checkUserScopes(client *store.Client, api *store.API, scopes []string) erro
 		}
 	}
 	return nil
+}
+
+// consentScopes names what a user consents to: standard scopes as they
+// are, an API's scopes qualified by the API (scope tokens cannot contain a
+// space), so consent for one API never covers another API's same-named
+// scope.
+func consentScopes(audience string, scopes []string) []string {
+	out := make([]string, len(scopes))
+	for i, sc := range scopes {
+		if isStandardScope(sc) || audience == "" {
+			out[i] = sc
+		} else {
+			out[i] = audience + " " + sc
+		}
+	}
+	return out
 }
 
 func containsAll(have, want []string) bool {

@@ -13,6 +13,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"path"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -232,12 +233,12 @@ func (s *Server) routes() {
 	m.HandleFunc(PathAuthorize, s.serveAuthorize)
 	m.HandleFunc("POST "+PathLogin, s.serveLogin)
 	m.HandleFunc("POST "+PathConsent, s.serveConsent)
-	m.HandleFunc(PathToken, s.serveToken)
-	m.HandleFunc(PathUserinfo, s.serveUserinfo)
+	m.HandleFunc(PathToken, cors(s.serveToken))
+	m.HandleFunc(PathUserinfo, cors(s.serveUserinfo))
 	m.HandleFunc(PathIntrospect, s.serveIntrospect)
-	m.HandleFunc(PathRevoke, s.serveRevoke)
+	m.HandleFunc(PathRevoke, cors(s.serveRevoke))
 	m.HandleFunc(PathEndSession, s.serveEndSession)
-	m.Handle("GET "+PathAssets, http.StripPrefix(PathAssets[:len(PathAssets)-1], assetHandler()))
+	m.Handle("GET "+PathAssets+"{file}", http.StripPrefix(PathAssets[:len(PathAssets)-1], assetHandler()))
 	s.mux = m
 }
 
@@ -266,16 +267,46 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // below the issuer.
 func (s *Server) below(r *http.Request) (*http.Request, bool) {
 	if s.pathPrefix == "" {
-		return r, true
+		return r, cleanPath(r.URL.Path)
 	}
 	rest, ok := strings.CutPrefix(r.URL.Path, s.pathPrefix)
-	if !ok || (rest != "" && rest[0] != '/') {
+	if !ok || rest == "" || rest[0] != '/' || !cleanPath(rest) {
 		return r, false
 	}
 	r2 := r.Clone(r.Context())
 	r2.URL.Path = rest
 	r2.URL.RawPath = ""
 	return r2, true
+}
+
+// cors lets browser apps (public clients: SPAs) call an endpoint from
+// their own origin. No credentials (cookies) are ever allowed cross-origin:
+// these endpoints authenticate with the request body or Authorization.
+func cors(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Origin") == "" {
+			h(w, r)
+			return
+		}
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			hdr := w.Header()
+			hdr.Set("Access-Control-Allow-Methods", "GET, POST")
+			hdr.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, DPoP")
+			hdr.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// cleanPath reports whether p is already canonical: the mux would
+// otherwise answer with a redirect that loses the issuer's path, so such
+// paths get 404 instead.
+func cleanPath(p string) bool {
+	c := path.Clean(p)
+	return p == c || p == c+"/"
 }
 
 // Handles reports whether r is for one of the server's endpoints, so the

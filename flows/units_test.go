@@ -338,3 +338,24 @@ func TestUnknownPathsAre404(t *testing.T) {
 		}
 	}
 }
+
+func TestBrowserAppsCanCallTokenEndpointsCrossOrigin(t *testing.T) {
+	t.Parallel()
+	env := newTestServer(t)
+	for _, path := range []string{PathToken, PathUserinfo, PathRevoke} {
+		r := httptestRequest(http.MethodOptions, "https://auth.example.com"+path)
+		r.Header.Set("Origin", "https://spa.example.com")
+		r.Header.Set("Access-Control-Request-Method", "POST")
+		res := env.serve(r)
+		if res.Status != http.StatusNoContent || res.Header.Get("Access-Control-Allow-Origin") != "*" ||
+			res.Header.Get("Access-Control-Allow-Credentials") != "" {
+			t.Errorf("preflight %s: %d %v", path, res.Status, res.Header)
+		}
+	}
+	r := httptestRequest(http.MethodOptions, "https://auth.example.com"+PathIntrospect)
+	r.Header.Set("Origin", "https://spa.example.com")
+	r.Header.Set("Access-Control-Request-Method", "POST")
+	if res := env.serve(r); res.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("introspection (server to server) allows cross-origin calls")
+	}
+}

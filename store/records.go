@@ -55,7 +55,9 @@ func (c *Client) HasGrantType(gt string) bool { return contains(c.GrantTypes, gt
 
 // User is someone who can sign in.
 type User struct {
-	// ID is the stable subject identifier (sub claim).
+	// ID is the subject identifier (sub claim). It equals Username: users
+	// are looked up by subject, so a backend refuses a user whose ID
+	// differs (an empty ID is set to the username).
 	ID string `json:"id"`
 	// Username is what the user types on the login page.
 	Username string `json:"username"`

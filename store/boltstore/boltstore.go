@@ -213,6 +213,12 @@ func (s *Store) DeleteClient(_ context.Context, id string) error {
 
 // PutUser implements store.Store.
 func (s *Store) PutUser(_ context.Context, u *store.User) error {
+	if u.ID == "" {
+		u.ID = u.Username
+	}
+	if u.ID != u.Username {
+		return fmt.Errorf("store: user id %q must equal the username %q (the subject is the username)", u.ID, u.Username)
+	}
 	return s.putOne(bucketUsers, u.Username, u, time.Time{})
 }
 

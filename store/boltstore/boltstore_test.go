@@ -65,7 +65,7 @@ func TestPersistsAcrossReopen(t *testing.T) {
 
 	client := &store.Client{ID: "app", Name: "App", TokenEndpointAuthMethod: "none",
 		RedirectURIs: []string{"https://app.example/cb"}, GrantTypes: []string{"authorization_code"}, CreatedAt: t0}
-	user := &store.User{ID: "sub-alice", Username: "alice", PasswordHash: "$argon2id$x", Email: "alice@example.org",
+	user := &store.User{ID: "alice", Username: "alice", PasswordHash: "$argon2id$x", Email: "alice@example.org",
 		Groups: []string{"staff"}, Claims: map[string]any{"dept": "R&D"}, CreatedAt: t0}
 	api := &store.API{Identifier: "https://api.example", Scopes: []string{"read"}, TokenFormat: "opaque", CreatedAt: t0}
 	grant := &store.Grant{ID: "grant-1", ClientID: "app", Subject: "alice", Scopes: []string{"openid"},

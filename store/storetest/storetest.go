@@ -273,7 +273,7 @@ func newClient(id string, rev int) *store.Client {
 
 func newUser(username string, rev int) *store.User {
 	return &store.User{
-		ID:            "sub-" + username,
+		ID:            username,
 		Username:      username,
 		PasswordHash:  fmt.Sprintf("$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$%d", rev),
 		Email:         username + "@example.org",
