@@ -21,8 +21,10 @@ build() {
 	# Pin Caddy to the version in go.mod so the binary is what the tests test.
 	local caddy_version
 	caddy_version=$(go list -m -f '{{.Version}}' github.com/caddyserver/caddy/v2)
-	CADDY_VERSION="$caddy_version" xcaddy build "$caddy_version" \
-		--with "$(go list -m)=." \
+	# This checkout is the plugin: pin it at v0.0.0 and replace that version
+	# with the working tree (the module is not fetched from anywhere).
+	xcaddy build "$caddy_version" \
+		--with "$(go list -m)@v0.0.0=$PWD" \
 		--output ./caddy
 }
 
