@@ -136,6 +136,16 @@ func oneArg(d *caddyfile.Dispenser, dst *string) error {
 	return nil
 }
 
+func pathArg(d *caddyfile.Dispenser, dst *string) error {
+	if err := oneArg(d, dst); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(*dst, "/") {
+		return d.Errf("path %q must start with /", *dst)
+	}
+	return nil
+}
+
 func noArgs(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
