@@ -177,6 +177,10 @@ type caddyfileData struct {
 	AdminPort int
 	// Dir is the gateway's private temporary directory.
 	Dir string
+	// AppPort is a second free port, for a site protected by oidc_login.
+	AppPort int
+	// Vars are extra values a test passes to its template.
+	Vars map[string]string
 }
 
 // Gateway is one running Caddy process with the Portcullis plugin, started
@@ -187,6 +191,8 @@ type Gateway struct {
 	BaseURL string
 	// AdminURL is the origin of Caddy's admin API.
 	AdminURL string
+	// AppURL is the origin of the second site ({{.AppPort}}), when used.
+	AppURL string
 	// Dir is the gateway's temporary directory: it holds the Caddyfile, the
 	// bbolt database of baseCaddyfile, and HOME/XDG directories of the
 	// process. It survives Restart.
@@ -210,12 +216,25 @@ type Gateway struct {
 // logged if the test failed.
 func StartGateway(t *testing.T, caddyfile string) *Gateway {
 	t.Helper()
+	return StartGatewayVars(t, caddyfile, nil)
+}
+
+// StartGatewayVars is StartGateway with extra template values ({{.Vars.X}})
+// and a second port ({{.AppPort}}, AppURL) for a protected app site.
+func StartGatewayVars(t *testing.T, caddyfile string, vars map[string]string) *Gateway {
+	t.Helper()
 	bin := requireBinary(t)
 
 	dir := t.TempDir()
-	data := caddyfileData{Port: freePort(t), AdminPort: freePort(t), Dir: dir}
+	data := caddyfileData{Port: freePort(t), AdminPort: freePort(t), AppPort: freePort(t), Dir: dir, Vars: vars}
+	if data.Vars == nil {
+		data.Vars = map[string]string{}
+	}
 	for data.AdminPort == data.Port {
 		data.AdminPort = freePort(t)
+	}
+	for data.AppPort == data.Port || data.AppPort == data.AdminPort {
+		data.AppPort = freePort(t)
 	}
 	tmpl, err := template.New("Caddyfile").Option("missingkey=error").Parse(caddyfile)
 	if err != nil {
@@ -238,6 +257,7 @@ func StartGateway(t *testing.T, caddyfile string) *Gateway {
 	g := &Gateway{
 		BaseURL:    "http://127.0.0.1:" + strconv.Itoa(data.Port),
 		AdminURL:   "http://127.0.0.1:" + strconv.Itoa(data.AdminPort),
+		AppURL:     "http://127.0.0.1:" + strconv.Itoa(data.AppPort),
 		Dir:        dir,
 		Port:       data.Port,
 		AdminPort:  data.AdminPort,
