@@ -208,7 +208,11 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, client *sto
 		}
 	}
 	for _, sc := range ar.Scopes {
-		views = append(views, scopeView{Name: sc, Description: scopeDescription(sc)})
+		desc := scopeDescription(sc)
+		if !isStandardScope(sc) && apiName != "" {
+			desc = "A permission on " + apiName
+		}
+		views = append(views, scopeView{Name: sc, Description: desc})
 	}
 	name := user.Name
 	if name == "" {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: what `./xcaddy.sh test` and CI run. It installs what
-# it needs on a fresh machine (Node.js for the interop peers) and runs every
-# Go test, the end-to-end and interop tests included.
+# it needs on a fresh machine (Node.js for the interop peers, Chromium for the
+# browser tests) and runs every Go test, the end-to-end, interop and browser
+# tests included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,8 +14,17 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 	as_root apt-get install -y -qq nodejs npm
 fi
 
+if [ ! -x /usr/bin/chromium ]; then
+	echo "== installing Chromium (browser tests drive it with playwright-core)"
+	as_root apt-get update -qq
+	as_root apt-get install -y -qq chromium
+fi
+
 echo "== npm ci (tests/interop)"
 (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
+
+echo "== npm ci (tests/browser)"
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 echo "== go vet"
 go vet ./...

@@ -1,0 +1,342 @@
+// A scripted sign-in in a real browser (Chromium, driven by playwright-core),
+// against the Portcullis login and consent pages. Everything comes from the
+// environment:
+//
+//   START_URL          page to open (a protected app page, an /authorize URL...)
+//   USERNAME, PASSWORD typed into the Portcullis login page
+//   EXPECT_URL_PREFIX  the sign-in is done when the page URL starts with it
+//   EXPECT_TEXT        (optional) the final page's text must contain it
+//   ARTIFACT_DIR       where screenshots go (login.png, consent.png, final.png,
+//                      logout.png, after-logout.png, failure.png)
+//   LOGOUT_URL         (optional) opened after the sign-in; its confirmation
+//                      (button[name=confirm][value=yes]) is clicked when shown;
+//                      then START_URL must show the login page again
+//   CHROMIUM_PATH      (optional) default /usr/bin/chromium; playwright-core
+//                      never downloads a browser
+//   FLOW_TIMEOUT_MS    (optional) whole-run watchdog, default 75000
+//
+// It prints one line `RESULT {json}` (pages visited, titles...) and exits 0,
+// or prints `FAIL: message` (and a RESULT line with ok:false) and exits 1.
+// Every wait is bounded, and the browser is always closed.
+
+import { chromium } from 'playwright-core';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+const STEP_TIMEOUT = 15_000; // any single wait: page load, element, URL
+const MAX_STEPS = 8; // login/consent pages shown before EXPECT_URL_PREFIX
+const CLOSE_TIMEOUT = 10_000;
+
+const SEL = {
+  username: 'input[name=username]',
+  password: 'input[name=password]',
+  login: 'button[name=action][value=login]',
+  allow: 'button[name=decision][value=allow]',
+  confirm: 'button[name=confirm][value=yes]',
+  alert: '[role=alert], .alert',
+};
+
+const LAUNCH_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+];
+
+class FlowError extends Error {}
+
+function env(name, { required = true } = {}) {
+  const v = process.env[name];
+  if (required && !v) throw new FlowError(`environment variable ${name} is required`);
+  return v || '';
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// withTimeout bounds a promise that has no timeout of its own.
+async function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new FlowError(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const summary = {
+  ok: false,
+  startUrl: '',
+  finalUrl: '',
+  sawLogin: false,
+  sawConsent: false,
+  loggedOut: null, // true once the login page is back after LOGOUT_URL
+  visited: [], // committed main-frame URLs, in order
+  navigations: [], // main-frame document responses: "GET url -> status"
+  titles: [], // {step, url, title}
+  screenshots: [],
+  consoleErrors: [],
+  failedRequests: [],
+  durationMs: 0,
+  error: undefined,
+};
+
+const t0 = Date.now();
+let context; // the browser, once launched
+let page;
+let profileDir;
+let artifactDir;
+
+function log(msg) {
+  console.log(`[${((Date.now() - t0) / 1000).toFixed(2)}s] ${msg}`);
+}
+
+async function screenshot(name) {
+  const file = path.join(artifactDir, name);
+  await page.screenshot({ path: file, fullPage: true, timeout: STEP_TIMEOUT });
+  summary.screenshots.push(name);
+  log(`screenshot ${name}`);
+}
+
+async function record(step) {
+  let title = '';
+  try {
+    title = await withTimeout(page.title(), STEP_TIMEOUT, 'page.title()');
+  } catch {
+    // a page in the middle of navigating has no title to give
+  }
+  summary.titles.push({ step, url: page.url(), title });
+  log(`${step}: ${page.url()} "${title}"`);
+}
+
+async function visible(selector) {
+  try {
+    return await page.locator(selector).first().isVisible();
+  } catch {
+    return false; // the document was replaced while we looked
+  }
+}
+
+async function bodyText() {
+  try {
+    return (await page.locator('body').innerText({ timeout: 2_000 })).replace(/\s+/g, ' ').trim();
+  } catch {
+    return '';
+  }
+}
+
+// until polls check() until it returns something truthy, or fails after ms
+// with what it was waiting for, where the page is, and what it says.
+async function until(what, check, ms = STEP_TIMEOUT) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) {
+      const text = (await bodyText()).slice(0, 400);
+      throw new FlowError(`timed out after ${ms} ms waiting for ${what}; page is ${page.url()}${text ? `: "${text}"` : ''}`);
+    }
+    await sleep(100);
+  }
+}
+
+// loaded waits for the current document's load event (bounded).
+async function loaded() {
+  await page.waitForLoadState('load', { timeout: STEP_TIMEOUT });
+}
+
+// clickAndWait clicks selector and waits until the main frame has navigated
+// and loaded: a form submission, and every redirect after it.
+async function clickAndWait(selector) {
+  const navigated = page.waitForEvent('framenavigated', {
+    predicate: (f) => f === page.mainFrame(),
+    timeout: STEP_TIMEOUT,
+  });
+  await page.locator(selector).first().click({ timeout: STEP_TIMEOUT });
+  await navigated;
+  await loaded();
+}
+
+async function signIn(startUrl, expectPrefix, username, password) {
+  log(`open ${startUrl}`);
+  await page.goto(startUrl, { waitUntil: 'load', timeout: STEP_TIMEOUT });
+  let loginSubmitted = false;
+  for (let step = 0; step < MAX_STEPS; step++) {
+    // The login and consent pages come first: they may live under
+    // EXPECT_URL_PREFIX too (a login gateway on the app's own origin).
+    const state = await until(`a URL starting with ${expectPrefix}, the login page or the consent page`, async () => {
+      if (await visible(SEL.username)) return 'login';
+      if (await visible(SEL.allow)) return 'consent';
+      if (page.url().startsWith(expectPrefix)) return 'done';
+      return null;
+    });
+    if (state === 'done') return;
+    await loaded();
+    if (state === 'login') {
+      if (loginSubmitted) {
+        const alert = await page.locator(SEL.alert).first().innerText({ timeout: 1_000 }).catch(() => '');
+        throw new FlowError(`the login page is shown again after submitting the credentials${alert ? `: "${alert.trim()}"` : ''} (${page.url()})`);
+      }
+      summary.sawLogin = true;
+      await record('login');
+      await screenshot('login.png');
+      await page.locator(SEL.username).fill(username, { timeout: STEP_TIMEOUT });
+      await page.locator(SEL.password).fill(password, { timeout: STEP_TIMEOUT });
+      loginSubmitted = true;
+      await clickAndWait(SEL.login);
+    } else {
+      if (summary.sawConsent) throw new FlowError(`the consent page is shown again after allowing (${page.url()})`);
+      summary.sawConsent = true;
+      await record('consent');
+      await screenshot('consent.png');
+      await clickAndWait(SEL.allow);
+    }
+  }
+  throw new FlowError(`no URL starting with ${expectPrefix} after ${MAX_STEPS} pages; last ${page.url()}`);
+}
+
+async function logOut(logoutUrl, startUrl) {
+  log(`open ${logoutUrl}`);
+  await page.goto(logoutUrl, { waitUntil: 'load', timeout: STEP_TIMEOUT });
+  if (await visible(SEL.confirm)) {
+    await record('logout-confirm');
+    await screenshot('logout-confirm.png');
+    await clickAndWait(SEL.confirm);
+  }
+  // Let client-side redirects (e.g. a post-logout redirect) settle too.
+  await page.waitForLoadState('networkidle', { timeout: STEP_TIMEOUT }).catch(() => {});
+  await record('logout');
+  await screenshot('logout.png');
+
+  log(`open ${startUrl} again`);
+  await page.goto(startUrl, { waitUntil: 'load', timeout: STEP_TIMEOUT });
+  await until('the login page after logging out (is the session still alive?)', () => visible(SEL.username));
+  summary.loggedOut = true;
+  await record('after-logout');
+  await screenshot('after-logout.png');
+}
+
+async function main() {
+  const startUrl = env('START_URL');
+  const username = env('USERNAME');
+  const password = env('PASSWORD');
+  const expectPrefix = env('EXPECT_URL_PREFIX');
+  const expectText = env('EXPECT_TEXT', { required: false });
+  const logoutUrl = env('LOGOUT_URL', { required: false });
+  artifactDir = path.resolve(env('ARTIFACT_DIR'));
+  const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+  summary.startUrl = startUrl;
+
+  await mkdir(artifactDir, { recursive: true });
+  profileDir = await mkdtemp(path.join(tmpdir(), 'portcullis-chromium-'));
+
+  log(`launch ${executablePath} (profile ${profileDir})`);
+  context = await chromium.launchPersistentContext(profileDir, {
+    executablePath,
+    headless: true,
+    args: LAUNCH_ARGS,
+    timeout: 30_000,
+    viewport: { width: 1280, height: 800 },
+    locale: 'en-US',
+    colorScheme: 'light',
+  });
+  context.setDefaultTimeout(STEP_TIMEOUT);
+  context.setDefaultNavigationTimeout(STEP_TIMEOUT);
+  page = context.pages()[0] || (await context.newPage());
+
+  page.on('framenavigated', (f) => {
+    if (f === page.mainFrame()) summary.visited.push(f.url());
+  });
+  page.on('response', (r) => {
+    const req = r.request();
+    if (req.isNavigationRequest() && req.frame() === page.mainFrame()) {
+      summary.navigations.push(`${req.method()} ${r.url()} -> ${r.status()}`);
+    }
+  });
+  page.on('console', (m) => {
+    if (m.type() === 'error') summary.consoleErrors.push(`${page.url()}: ${m.text()}`);
+  });
+  page.on('requestfailed', (r) => {
+    summary.failedRequests.push(`${r.method()} ${r.url()}: ${r.failure()?.errorText}`);
+  });
+
+  await signIn(startUrl, expectPrefix, username, password);
+  // The destination may be a page that does not exist (a bare callback): its
+  // load event still fires.
+  await loaded();
+  summary.finalUrl = page.url();
+  await record('final');
+  await screenshot('final.png');
+  if (expectText) {
+    const text = await bodyText();
+    if (!text.includes(expectText)) {
+      throw new FlowError(`the final page ${page.url()} does not contain ${JSON.stringify(expectText)}: "${text.slice(0, 400)}"`);
+    }
+  }
+
+  if (logoutUrl) await logOut(logoutUrl, startUrl);
+  summary.ok = true;
+}
+
+async function closeBrowser() {
+  if (!context) return;
+  try {
+    await withTimeout(context.close(), CLOSE_TIMEOUT, 'closing the browser');
+  } catch (e) {
+    // playwright-core kills the browsers it launched when the process exits.
+    console.error(`warning: ${e.message}; it is killed on exit`);
+  }
+  context = undefined;
+}
+
+// The watchdog: however a step hangs, the run ends with a message (before
+// the Go test's own deadline). Closing the browser makes the pending step
+// fail, and main's error path reports the timeout; if even that hangs, exit.
+const watchdogMs = Number(process.env.FLOW_TIMEOUT_MS) || 75_000;
+let watchdogFired = '';
+const watchdog = setTimeout(() => {
+  watchdogFired = `the flow did not finish within ${watchdogMs} ms (at ${page ? page.url() : 'launch'})`;
+  setTimeout(() => {
+    console.error(`FAIL: ${watchdogFired}`);
+    process.exit(1);
+  }, CLOSE_TIMEOUT + 2_000).unref();
+  closeBrowser();
+}, watchdogMs);
+watchdog.unref();
+
+let exitCode = 0;
+try {
+  await main();
+} catch (e) {
+  exitCode = 1;
+  // Playwright's messages carry their call log (with colour codes); a bug
+  // in this script deserves its stack.
+  const programming = e instanceof TypeError || e instanceof ReferenceError || e instanceof SyntaxError;
+  summary.error = String((programming ? e.stack : e?.message) || e).replace(/\x1b\[[0-9;]*m/g, '');
+  if (watchdogFired) summary.error = `${watchdogFired}; then: ${summary.error.split('\n')[0]}`;
+  if (page && artifactDir && !watchdogFired) {
+    summary.finalUrl = summary.finalUrl || page.url();
+    await screenshot('failure.png').catch(() => {});
+  }
+  console.error(`FAIL: ${summary.error}`);
+} finally {
+  await closeBrowser();
+  if (profileDir) await rm(profileDir, { recursive: true, force: true }).catch(() => {});
+  clearTimeout(watchdog);
+}
+if (watchdogFired && !exitCode) {
+  exitCode = 1;
+  summary.ok = false;
+  summary.error = watchdogFired;
+  console.error(`FAIL: ${watchdogFired}`);
+}
+summary.durationMs = Date.now() - t0;
+console.log(`RESULT ${JSON.stringify(summary)}`);
+process.exit(exitCode);
