@@ -31,6 +31,9 @@ func init() {
 //	GET|PUT|DELETE    /portcullis/apis?identifier={identifier}
 //	GET               /portcullis/keys
 //	POST              /portcullis/keys/rotate
+//	GET               /portcullis/sessions[?sub={subject}]
+//	DELETE            /portcullis/sessions/{id}
+//	DELETE            /portcullis/sessions?sub={subject}
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -64,6 +67,12 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 	}
 	rest := strings.TrimPrefix(r.URL.Path, "/portcullis/")
 	collection, id, _ := strings.Cut(rest, "/")
+	if collection == "sessions" {
+		return app.adminSessions(w, r, id)
+	}
+	if app.server == nil {
+		return adminErr(http.StatusNotFound, "the embedded authorization server is off (no issuer): only /portcullis/sessions is available")
+	}
 	switch collection {
 	case "clients":
 		return app.adminClients(w, r, id)
@@ -77,7 +86,7 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 	case "keys":
 		return app.adminKeys(w, r, id)
 	}
-	return adminErr(http.StatusNotFound, "unknown portcullis resource %q: use clients, users, apis or keys", collection)
+	return adminErr(http.StatusNotFound, "unknown portcullis resource %q: use clients, users, apis, keys or sessions", collection)
 }
 
 func decodeBody(r *http.Request, dst any) error {
@@ -357,6 +366,52 @@ func (a *App) adminKeys(w http.ResponseWriter, r *http.Request, action string) e
 		return reply(w, http.StatusOK, map[string]string{"kid": kid})
 	}
 	return adminErr(http.StatusMethodNotAllowed, "use GET /portcullis/keys or POST /portcullis/keys/rotate")
+}
+
+// sessionView is a login gateway session as the admin API shows it:
+// who and when, never its tokens.
+type sessionView struct {
+	ID        string    `json:"id"`
+	Issuer    string    `json:"iss"`
+	Subject   string    `json:"sub"`
+	SID       string    `json:"sid,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// adminSessions lists and revokes the login gateway's server-side
+// sessions (session_store server).
+func (a *App) adminSessions(w http.ResponseWriter, r *http.Request, id string) error {
+	ctx := r.Context()
+	sub := r.URL.Query().Get("sub")
+	switch {
+	case id == "" && r.Method == http.MethodGet:
+		list, err := a.store.ListGatewaySessions(ctx, sub)
+		if err != nil {
+			return err
+		}
+		views := make([]sessionView, len(list))
+		for i, s := range list {
+			views[i] = sessionView{ID: s.ID, Issuer: s.Issuer, Subject: s.Subject, SID: s.SID, CreatedAt: s.CreatedAt, ExpiresAt: s.ExpiresAt}
+		}
+		return reply(w, http.StatusOK, views)
+	case id != "" && r.Method == http.MethodDelete:
+		if _, err := a.store.GetGatewaySession(ctx, id); err != nil {
+			return notFoundOr(err, "session "+id)
+		}
+		if err := a.store.DeleteGatewaySession(ctx, id); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	case id == "" && r.Method == http.MethodDelete && sub != "":
+		n, err := a.store.DeleteGatewaySessions(ctx, "", sub, "")
+		if err != nil {
+			return err
+		}
+		return reply(w, http.StatusOK, map[string]int{"revoked": n})
+	}
+	return adminErr(http.StatusMethodNotAllowed, "use GET /portcullis/sessions[?sub=], DELETE /portcullis/sessions/{id} or DELETE /portcullis/sessions?sub=")
 }
 
 // Interface guard

@@ -113,9 +113,6 @@ func (p pooledStore) Destruct() error { return p.Store.Close() }
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
-	if a.Issuer == "" {
-		return errors.New("portcullis: issuer is required (set `issuer https://auth.example.com` in the portcullis global option)")
-	}
 	if a.Storage == nil {
 		a.Storage = &StorageConfig{}
 	}
@@ -137,6 +134,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("portcullis: %w", err)
 	}
 	a.store = val.(pooledStore).Store
+	if a.Issuer == "" {
+		// Storage only (server-side gateway sessions): no embedded server.
+		if len(a.Users)+len(a.Clients)+len(a.APIs) > 0 {
+			return errors.New("portcullis: users, clients and apis need an issuer (set `issuer https://auth.example.com`)")
+		}
+		a.logger.Info("no issuer configured: the embedded authorization server is off; storage only")
+		return nil
+	}
 
 	maxTokenTTL := max(time.Duration(a.AccessTokenTTL), time.Duration(a.IDTokenTTL), time.Hour)
 	a.keys, err = keys.New(ctx, a.store, keys.Options{
@@ -200,10 +205,31 @@ func (a *App) Validate() error {
 func (a *App) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
+	if a.server == nil {
+		go a.sweep(ctx, time.Minute)
+		return nil
+	}
 	go a.server.Background(ctx, time.Minute)
 	a.logger.Info("authorization server ready", zap.String("issuer", a.server.Issuer()),
 		zap.String("discovery", a.server.Issuer()+flows.PathDiscovery), zap.String("storage", a.dbPath))
 	return nil
+}
+
+// sweep collects expired records when there is no authorization server
+// to do it.
+func (a *App) sweep(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := a.store.Sweep(ctx, time.Now()); err != nil {
+				a.logger.Error("sweeping expired records", zap.Error(err))
+			}
+		}
+	}
 }
 
 // Stop ends the background work.

@@ -50,6 +50,7 @@ func init() {
 //			grant_types <type...>
 //			scopes <scope...>
 //			api_access <api identifier> <scope...>
+//			backchannel_logout_uri <uri>
 //			require_pkce
 //			first_party
 //			always_issue_refresh_token
@@ -322,6 +323,8 @@ func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 				c.APIAccess = map[string][]string{}
 			}
 			c.APIAccess[args[0]] = append(c.APIAccess[args[0]], args[1:]...)
+		case "backchannel_logout_uri":
+			err = oneArg(d, &c.BackchannelLogoutURI)
 		case "require_pkce":
 			err = boolArg(d, &c.RequirePKCE)
 		case "first_party":

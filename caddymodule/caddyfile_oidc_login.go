@@ -28,6 +28,8 @@ func init() {
 //		cookie_name <name>
 //		cookie_secret <secret...>
 //		insecure_cookies
+//		session_store cookie|server
+//		backchannel_logout_path <path>
 //		session_lifetime <duration>
 //		idle_timeout <duration>
 //		header <Header-Name> <claim>
@@ -79,6 +81,12 @@ func parseOIDCLogin(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 		case "insecure_cookies":
 			m.InsecureCookies = true
 			err = noArgs(d)
+		case "session_store":
+			if err = oneArg(d, &m.SessionStore); err == nil && m.SessionStore != "cookie" && m.SessionStore != "server" {
+				err = d.Errf("session_store %q is not supported; use cookie or server", m.SessionStore)
+			}
+		case "backchannel_logout_path":
+			err = pathArg(d, &m.BackchannelLogoutPath)
 		case "session_lifetime":
 			err = durationArg(d, &m.SessionLifetime)
 		case "idle_timeout":

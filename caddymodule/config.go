@@ -69,6 +69,9 @@ type ClientConfig struct {
 	// APIAccess maps API identifiers to the scopes the client may get for
 	// itself with client_credentials.
 	APIAccess map[string][]string `json:"api_access,omitempty"`
+	// BackchannelLogoutURI receives OIDC Back-Channel Logout tokens when
+	// a user's session at the server ends (https, or http on loopback).
+	BackchannelLogoutURI string `json:"backchannel_logout_uri,omitempty"`
 	// RequirePKCE demands PKCE from this confidential client too.
 	RequirePKCE bool `json:"require_pkce,omitempty"`
 	// FirstParty skips the consent page.
@@ -103,7 +106,7 @@ func (c ClientConfig) ClientRecord(secret string) (*store.Client, error) {
 		ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
 		GrantTypes: c.GrantTypes, Scopes: c.Scopes, APIAccess: c.APIAccess, RequirePKCE: c.RequirePKCE,
 		FirstParty: c.FirstParty, AlwaysIssueRefreshToken: c.AlwaysIssueRefreshToken,
-		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod,
+		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod, BackchannelLogoutURI: c.BackchannelLogoutURI,
 	}
 	switch {
 	case c.Public && secret != "":
@@ -139,6 +142,11 @@ func (c ClientConfig) ClientRecord(secret string) (*store.Client, error) {
 	}
 	if slices.Contains(rec.GrantTypes, flows.GrantAuthorizationCode) && len(rec.RedirectURIs) == 0 {
 		return nil, fmt.Errorf("client %s: the authorization_code grant needs at least one redirect_uris entry", c.ID)
+	}
+	if rec.BackchannelLogoutURI != "" {
+		if err := checkRedirectURI(rec.BackchannelLogoutURI); err != nil {
+			return nil, fmt.Errorf("client %s: backchannel_logout_uri: %w", c.ID, err)
+		}
 	}
 	for _, list := range [][]string{rec.RedirectURIs, rec.PostLogoutRedirectURIs} {
 		for _, u := range list {

@@ -35,7 +35,7 @@ func (h *OAuthServer) Provision(ctx caddy.Context) error {
 	}
 	h.server = appIface.(*App).Server()
 	if h.server == nil {
-		return fmt.Errorf("oauth_server: the portcullis app is not configured; add a portcullis block to the global options")
+		return fmt.Errorf("oauth_server: the portcullis app has no issuer; set `issuer https://auth.example.com` in the portcullis global option")
 	}
 	return nil
 }

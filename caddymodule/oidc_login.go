@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -69,6 +70,13 @@ type OIDCLogin struct {
 	CookieSecrets []string `json:"cookie_secrets,omitempty"`
 	// InsecureCookies drops Secure and __Host- for plain-HTTP development.
 	InsecureCookies bool `json:"insecure_cookies,omitempty"`
+	// SessionStore is "cookie" (default: the whole session in encrypted
+	// cookies) or "server" (in the portcullis app's storage, only an id in
+	// the cookie; needed for back-channel logout and session listing).
+	SessionStore string `json:"session_store,omitempty"`
+	// BackchannelLogoutPath receives back-channel logout tokens. Default:
+	// /oauth2/backchannel-logout.
+	BackchannelLogoutPath string `json:"backchannel_logout_path,omitempty"`
 	// SessionLifetime is the absolute session lifetime. Default: 24h.
 	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
 	// IdleTimeout ends sessions unused for this long. Default: 8h.
@@ -122,7 +130,23 @@ func (h *OIDCLogin) Provision(ctx caddy.Context) error {
 	if h.InsecureCookies {
 		h.logger.Warn("insecure_cookies is on: session cookies are sent over plain HTTP; use this for local development only")
 	}
-	store, err := session.NewCookieStore(session.CookieOptions{Name: name, Secure: !h.InsecureCookies, MaxAge: lifetime}, lifetime, idle, secrets...)
+	cookie := session.CookieOptions{Name: name, Secure: !h.InsecureCookies, MaxAge: lifetime}
+	var store session.Store
+	var endSessions func(context.Context, string, string) (int, error)
+	switch h.SessionStore {
+	case "", "cookie":
+		store, err = session.NewCookieStore(cookie, lifetime, idle, secrets...)
+	case "server":
+		appIface, aerr := ctx.AppIfConfigured("portcullis")
+		if aerr != nil || appIface == nil {
+			return errors.New("oidc_login: session_store server keeps sessions in the portcullis app's storage: add `portcullis { storage bbolt <path> }` to the global options")
+		}
+		backend := gatewaySessions{store: appIface.(*App).store, issuer: h.Issuer}
+		store, err = session.NewServerStore(backend, cookie, lifetime, idle, secrets...)
+		endSessions = backend.endSessions
+	default:
+		return fmt.Errorf("oidc_login: session_store %q is not supported; use cookie or server", h.SessionStore)
+	}
 	if err != nil {
 		return fmt.Errorf("oidc_login: %w", err)
 	}
@@ -138,6 +162,7 @@ func (h *OIDCLogin) Provision(ctx caddy.Context) error {
 		Issuer: h.Issuer, ClientID: h.ClientID, ClientSecret: repl.ReplaceKnown(h.ClientSecret, ""),
 		Scopes: h.Scopes, Flow: h.Flow, DisablePKCE: h.DisablePKCE, UsePAR: h.UsePAR,
 		RedirectPath: h.RedirectPath, LogoutPath: h.LogoutPath, PostLogoutRedirect: h.PostLogoutRedirect,
+		BackchannelLogoutPath: h.BackchannelLogoutPath, EndSessions: endSessions,
 		Sessions: store, LoginCookies: logins, Headers: h.Headers, PassAccessToken: h.PassAccessToken,
 		IDTokenHeader: h.IDTokenHeader, Skip: h.Skip, Logger: h.logger, Metrics: metrics,
 		Policy: proxy.Policy{AllowEmails: h.AllowEmails, AllowDomains: h.AllowDomains, AllowGroups: h.AllowGroups, RequireClaims: h.RequireClaims},

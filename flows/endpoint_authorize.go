@@ -281,7 +281,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar *authReque
 		Digest: digest(code), ClientID: ar.ClientID, RedirectURI: redirect,
 		CodeChallenge: ar.CodeChallenge, CodeChallengeMethod: ar.CodeChallengeMethod,
 		GrantID: randomToken()[:22], Subject: sess.Subject, Scopes: ar.Scopes, Audience: ar.Audience,
-		Nonce: ar.Nonce, AuthTime: sess.AuthTime, SessionID: sess.ID, CreatedAt: now, ExpiresAt: now.Add(s.cfg.CodeTTL),
+		Nonce: ar.Nonce, AuthTime: sess.AuthTime, SessionID: sidOf(sess.ID), CreatedAt: now, ExpiresAt: now.Add(s.cfg.CodeTTL),
 	}
 	if err := s.store.PutCode(r.Context(), rec); err != nil {
 		s.redirectError(w, r, ar, errServer(err))

@@ -64,6 +64,7 @@ func (s *Server) serveEndSession(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.log.Info("signed out", zap.String("sub", sess.Subject))
+		go s.notifyBackchannelLogout(sess)
 	}
 	session.Clear(w, r, s.ssoCookie)
 	if redirect != "" {

@@ -36,6 +36,13 @@ type Config struct {
 	RedirectPath string
 	// LogoutPath signs the user out. Default: /oauth2/logout.
 	LogoutPath string
+	// BackchannelLogoutPath receives OIDC Back-Channel Logout tokens.
+	// Default: /oauth2/backchannel-logout.
+	BackchannelLogoutPath string
+	// EndSessions ends the server-side sessions of a subject and/or
+	// provider session id (back-channel logout). Nil with cookie sessions,
+	// which cannot be ended from the server.
+	EndSessions func(ctx context.Context, subject, sid string) (int, error)
 	// PostLogoutRedirect is where the provider sends the browser after
 	// logout: an absolute URL, or a path on the current site. Default: /.
 	PostLogoutRedirect string
@@ -120,6 +127,7 @@ type Gateway struct {
 	disc    discovery
 	refresh singleflight.Group
 	recent  recentRefreshes
+	seenJTI seenTokens
 	cancel  context.CancelFunc
 	// stripHeaders are removed from every upstream request: the
 	// configured identity headers, whatever the client sent.
@@ -153,8 +161,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	def(&cfg.RedirectPath, "/oauth2/callback")
 	def(&cfg.LogoutPath, "/oauth2/logout")
+	def(&cfg.BackchannelLogoutPath, "/oauth2/backchannel-logout")
 	def(&cfg.PostLogoutRedirect, "/")
-	for _, p := range []string{cfg.RedirectPath, cfg.LogoutPath} {
+	for _, p := range []string{cfg.RedirectPath, cfg.LogoutPath, cfg.BackchannelLogoutPath} {
 		if !strings.HasPrefix(p, "/") {
 			return nil, fmt.Errorf("path %q must start with /", p)
 		}
@@ -217,6 +226,9 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request) (id *Identity, d
 		return nil, true
 	case g.cfg.LogoutPath:
 		g.logout(w, r)
+		return nil, true
+	case g.cfg.BackchannelLogoutPath:
+		g.backchannelLogout(w, r)
 		return nil, true
 	}
 	if g.skipped(r) {

@@ -1,9 +1,12 @@
 package proxy
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -38,4 +41,87 @@ func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, post, http.StatusSeeOther)
+}
+
+// seenTokens remembers logout token ids until they expire, so a captured
+// logout token cannot be replayed (bounded).
+type seenTokens struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+const maxSeenTokens = 10_000
+
+// add records jti and reports false when it was already seen.
+func (s *seenTokens) add(jti string, exp, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen == nil {
+		s.seen = map[string]time.Time{}
+	}
+	if until, ok := s.seen[jti]; ok && now.Before(until) {
+		return false
+	}
+	if len(s.seen) >= maxSeenTokens {
+		for k, until := range s.seen {
+			if !now.Before(until) {
+				delete(s.seen, k)
+			}
+		}
+	}
+	if exp.IsZero() || exp.Sub(now) > time.Hour {
+		exp = now.Add(time.Hour)
+	}
+	s.seen[jti] = exp
+	return true
+}
+
+// backchannelLogout is the OIDC Back-Channel Logout 1.0 receiver: the
+// provider POSTs a signed logout_token; its sessions (by sub and/or sid)
+// end at once. Answers per §2.8: 200 on success, 400 with a JSON error
+// otherwise.
+func (g *Gateway) backchannelLogout(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	fail := func(status int, code, desc string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		fail(http.StatusMethodNotAllowed, "invalid_request", "use POST")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil || r.PostForm.Get("logout_token") == "" {
+		fail(http.StatusBadRequest, "invalid_request", "logout_token is required")
+		return
+	}
+	p := g.provider()
+	if p == nil {
+		fail(http.StatusBadRequest, "temporarily_unavailable", "the provider's keys are not loaded yet")
+		return
+	}
+	lt, err := p.verifier.VerifyLogout(g.clientContext(r.Context()), r.PostForm.Get("logout_token"))
+	if err != nil {
+		g.log.Info("back-channel logout token refused", zap.Error(err))
+		fail(http.StatusBadRequest, "invalid_request", "the logout token is not valid")
+		return
+	}
+	if !g.seenJTI.add(lt.TokenID, lt.Expiry, g.now()) {
+		fail(http.StatusBadRequest, "invalid_request", "the logout token was already used")
+		return
+	}
+	if g.cfg.EndSessions == nil {
+		fail(http.StatusNotImplemented, "invalid_request", "back-channel logout needs server-side sessions (session_store server)")
+		return
+	}
+	n, err := g.cfg.EndSessions(r.Context(), lt.Subject, lt.SessionID)
+	if err != nil {
+		g.log.Error("ending sessions for back-channel logout", zap.Error(err))
+		fail(http.StatusInternalServerError, "server_error", "the sessions could not be ended")
+		return
+	}
+	g.log.Info("back-channel logout", zap.String("sub", lt.Subject), zap.String("sid", lt.SessionID), zap.Int("sessions", n))
+	w.WriteHeader(http.StatusOK)
 }

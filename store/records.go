@@ -32,6 +32,9 @@ type Client struct {
 	// APIAccess lists, per API identifier, the scopes the client may obtain
 	// for itself with client_credentials.
 	APIAccess map[string][]string `json:"api_access,omitempty"`
+	// BackchannelLogoutURI receives OIDC Back-Channel Logout tokens when
+	// the user's session at the server ends.
+	BackchannelLogoutURI string `json:"backchannel_logout_uri,omitempty"`
 	// RequirePKCE demands PKCE even from a confidential client. Public
 	// clients always need it.
 	RequirePKCE bool `json:"require_pkce,omitempty"`
@@ -191,6 +194,23 @@ type Session struct {
 	AMR       []string  `json:"amr,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// GatewaySession is a login gateway session kept server-side: only an
+// opaque id is in the browser's cookie, so sessions can be listed and
+// revoked, and large tokens do not bloat cookies.
+type GatewaySession struct {
+	// ID is the digest of the id in the cookie.
+	ID string `json:"id"`
+	// Issuer, Subject and SID identify the user at the provider, for
+	// back-channel logout.
+	Issuer  string `json:"iss"`
+	Subject string `json:"sub"`
+	SID     string `json:"sid,omitempty"`
+	// Data is the gateway's session (tokens and claims), opaque here.
+	Data      json.RawMessage `json:"data"`
+	CreatedAt time.Time       `json:"created_at"`
+	ExpiresAt time.Time       `json:"expires_at"`
 }
 
 // Key is a signing key. It signs until ActiveUntil and is published in the

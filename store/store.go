@@ -113,6 +113,22 @@ type Store interface {
 	GetSession(ctx context.Context, id string) (*Session, error)
 	DeleteSession(ctx context.Context, id string) error
 
+	// ListGrants returns the live grants of a subject.
+	ListGrants(ctx context.Context, subject string) ([]*Grant, error)
+
+	// Login gateway sessions kept server-side, keyed by the digest of the
+	// id in the browser's cookie.
+	PutGatewaySession(ctx context.Context, s *GatewaySession) error
+	GetGatewaySession(ctx context.Context, id string) (*GatewaySession, error)
+	DeleteGatewaySession(ctx context.Context, id string) error
+	// ListGatewaySessions returns the live sessions of a subject (all
+	// subjects when empty).
+	ListGatewaySessions(ctx context.Context, subject string) ([]*GatewaySession, error)
+	// DeleteGatewaySessions ends the sessions at issuer matching subject
+	// and sid (an empty value matches any; subject and sid not both empty)
+	// and reports how many: back-channel logout.
+	DeleteGatewaySessions(ctx context.Context, issuer, subject, sid string) (int, error)
+
 	// Signing keys, including retired ones still published in the JWKS.
 	PutKey(ctx context.Context, k *Key) error
 	ListKeys(ctx context.Context) ([]*Key, error)

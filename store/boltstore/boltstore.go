@@ -37,10 +37,11 @@ var (
 	bucketKeys     = []byte("keys")
 	bucketSecrets  = []byte("secrets")
 	bucketRevoked  = []byte("revoked_grants") // tombstones, see RevokeGrant
+	bucketGWSess   = []byte("gateway_sessions")
 
 	allBuckets = [][]byte{bucketClients, bucketUsers, bucketAPIs, bucketCodes,
 		bucketGrants, bucketGrantIdx, bucketRefresh, bucketAccess, bucketJTI,
-		bucketConsents, bucketSessions, bucketKeys, bucketSecrets, bucketRevoked}
+		bucketConsents, bucketSessions, bucketKeys, bucketSecrets, bucketRevoked, bucketGWSess}
 )
 
 const (
@@ -584,6 +585,77 @@ func (s *Store) GetSession(_ context.Context, id string) (*store.Session, error)
 // DeleteSession implements store.Store.
 func (s *Store) DeleteSession(_ context.Context, id string) error {
 	return s.delOne(bucketSessions, id)
+}
+
+// ListGrants implements store.Store.
+func (s *Store) ListGrants(_ context.Context, subject string) ([]*store.Grant, error) {
+	all, err := listAll[store.Grant](s, bucketGrants)
+	if err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, g := range all {
+		if g.Subject == subject {
+			out = append(out, g)
+		}
+	}
+	return out, nil
+}
+
+// PutGatewaySession implements store.Store.
+func (s *Store) PutGatewaySession(_ context.Context, gs *store.GatewaySession) error {
+	return s.putOne(bucketGWSess, gs.ID, gs, gs.ExpiresAt)
+}
+
+// GetGatewaySession implements store.Store.
+func (s *Store) GetGatewaySession(_ context.Context, id string) (*store.GatewaySession, error) {
+	return getOne[store.GatewaySession](s, bucketGWSess, id)
+}
+
+// DeleteGatewaySession implements store.Store.
+func (s *Store) DeleteGatewaySession(_ context.Context, id string) error {
+	return s.delOne(bucketGWSess, id)
+}
+
+// ListGatewaySessions implements store.Store.
+func (s *Store) ListGatewaySessions(_ context.Context, subject string) ([]*store.GatewaySession, error) {
+	all, err := listAll[store.GatewaySession](s, bucketGWSess)
+	if err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, gs := range all {
+		if subject == "" || gs.Subject == subject {
+			out = append(out, gs)
+		}
+	}
+	return out, nil
+}
+
+// DeleteGatewaySessions implements store.Store.
+func (s *Store) DeleteGatewaySessions(_ context.Context, issuer, subject, sid string) (int, error) {
+	if subject == "" && sid == "" {
+		return 0, errors.New("store: a subject or a sid is required")
+	}
+	var n int
+	err := s.update(func(tx *bolt.Tx) error {
+		n = 0
+		sessions, err := list[store.GatewaySession](tx, bucketGWSess, s.now())
+		if err != nil {
+			return err
+		}
+		for _, gs := range sessions {
+			if (issuer != "" && gs.Issuer != issuer) || (subject != "" && gs.Subject != subject) || (sid != "" && gs.SID != sid) {
+				continue
+			}
+			if err := del(tx, bucketGWSess, gs.ID); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
 }
 
 // PutKey implements store.Store.
