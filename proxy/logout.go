@@ -23,7 +23,7 @@ func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) {
 		post = requestOrigin(r) + safeReturn(post)
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	p := g.provider()
+	p := g.waitProvider(r.Context())
 	if sess != nil {
 		g.log.Info("signed out", zap.String("sub", sess.Subject))
 	}
@@ -97,7 +97,7 @@ func (g *Gateway) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, "invalid_request", "logout_token is required")
 		return
 	}
-	p := g.provider()
+	p := g.waitProvider(r.Context())
 	if p == nil {
 		fail(http.StatusBadRequest, "temporarily_unavailable", "the provider's keys are not loaded yet")
 		return
