@@ -22,6 +22,11 @@ func init() {
 //		flow code|hybrid
 //		no_pkce
 //		par
+//		jar
+//		signing_key <pem file>
+//		jwks_path <path>
+//		identity_assertion [<Header-Name>]
+//		identity_assertion_audience <aud>
 //		redirect_path <path>
 //		logout_path <path>
 //		post_logout_redirect <url or path>
@@ -68,6 +73,20 @@ func parseOIDCLogin(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 			err = noArgs(d)
 		case "par":
 			err = boolArg(d, &m.UsePAR)
+		case "jar":
+			err = boolArg(d, &m.UseJAR)
+		case "signing_key":
+			err = oneArg(d, &m.SigningKey)
+		case "jwks_path":
+			err = pathArg(d, &m.JWKSPath)
+		case "identity_assertion":
+			m.AssertionHeader = "X-Portcullis-Assertion"
+			if d.NextArg() {
+				m.AssertionHeader = d.Val()
+			}
+			err = noArgs(d)
+		case "identity_assertion_audience":
+			err = oneArg(d, &m.AssertionAudience)
 		case "redirect_path":
 			err = pathArg(d, &m.RedirectPath)
 		case "logout_path":

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -55,6 +56,23 @@ type OIDCLogin struct {
 	// UsePAR pushes authorization requests (RFC 9126); used anyway when the
 	// provider requires it.
 	UsePAR bool `json:"use_par,omitempty"`
+	// UseJAR sends authorization requests as signed request objects (JAR,
+	// RFC 9101), signed with the gateway's key; register its JWKS
+	// (JWKSPath on the protected site) with the provider.
+	UseJAR bool `json:"use_jar,omitempty"`
+	// SigningKey is a PEM private key file (EC, RSA or Ed25519) for JAR and
+	// identity assertions; placeholders expanded. Default: a P-256 key
+	// generated once and kept in Caddy's storage.
+	SigningKey string `json:"signing_key,omitempty"`
+	// JWKSPath serves the gateway key's public half when JAR or identity
+	// assertions are on. Default: /oauth2/jwks.
+	JWKSPath string `json:"jwks_path,omitempty"`
+	// AssertionHeader sends the upstream a short-lived JWT signed by the
+	// gateway's key (iss the site origin, aud AssertionAudience, sub,
+	// email, name, preferred_username, groups), verifiable with JWKSPath.
+	AssertionHeader string `json:"assertion_header,omitempty"`
+	// AssertionAudience is the assertion's aud. Default: the site origin.
+	AssertionAudience string `json:"assertion_audience,omitempty"`
 	// RedirectPath is the callback path. Default: /oauth2/callback.
 	RedirectPath string `json:"redirect_path,omitempty"`
 	// LogoutPath signs out. Default: /oauth2/logout.
@@ -154,6 +172,12 @@ func (h *OIDCLogin) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("oidc_login: %w", err)
 	}
+	var signer *proxy.Signer
+	if h.UseJAR || h.AssertionHeader != "" {
+		if signer, err = h.signingKey(ctx, repl); err != nil {
+			return fmt.Errorf("oidc_login: signing key: %w", err)
+		}
+	}
 	metrics, err := gatewayMetricsFor(ctx.GetMetricsRegistry(), h.Issuer)
 	if err != nil {
 		return fmt.Errorf("oidc_login: metrics: %w", err)
@@ -161,6 +185,8 @@ func (h *OIDCLogin) Provision(ctx caddy.Context) error {
 	h.gw, err = proxy.New(proxy.Config{
 		Issuer: h.Issuer, ClientID: h.ClientID, ClientSecret: repl.ReplaceKnown(h.ClientSecret, ""),
 		Scopes: h.Scopes, Flow: h.Flow, DisablePKCE: h.DisablePKCE, UsePAR: h.UsePAR,
+		UseJAR: h.UseJAR, Signer: signer, JWKSPath: h.JWKSPath,
+		AssertionHeader: h.AssertionHeader, AssertionAudience: h.AssertionAudience,
 		RedirectPath: h.RedirectPath, LogoutPath: h.LogoutPath, PostLogoutRedirect: h.PostLogoutRedirect,
 		BackchannelLogoutPath: h.BackchannelLogoutPath, EndSessions: endSessions,
 		Sessions: store, LoginCookies: logins, Headers: h.Headers, PassAccessToken: h.PassAccessToken,
@@ -202,6 +228,42 @@ func (h *OIDCLogin) cookieSecrets(ctx caddy.Context, repl *caddy.Replacer) ([][]
 		return nil, fmt.Errorf("loading the cookie secret from Caddy's storage: %w", err)
 	}
 	return [][]byte{raw}, nil
+}
+
+// signingKey loads the configured key file, or the key generated once and
+// kept in Caddy's storage (shared by every gateway using that storage, so
+// a provider needs only one registration of its JWKS).
+func (h *OIDCLogin) signingKey(ctx caddy.Context, repl *caddy.Replacer) (*proxy.Signer, error) {
+	var pemBytes []byte
+	if h.SigningKey != "" {
+		path := repl.ReplaceKnown(h.SigningKey, "")
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", path, err)
+		}
+		pemBytes = raw
+	} else {
+		st := ctx.Storage()
+		const storageKey = "portcullis/gateway-signing-key.pem"
+		raw, err := st.Load(ctx, storageKey)
+		if errors.Is(err, fs.ErrNotExist) {
+			if raw, err = proxy.GenerateSigningKey(); err != nil {
+				return nil, err
+			}
+			if err := st.Store(ctx, storageKey, raw); err != nil {
+				return nil, fmt.Errorf("storing the generated signing key: %w", err)
+			}
+			h.logger.Info("generated the gateway signing key and kept it in Caddy's storage")
+		} else if err != nil {
+			return nil, fmt.Errorf("loading the signing key from Caddy's storage: %w", err)
+		}
+		pemBytes = raw
+	}
+	key, err := proxy.ParseSigningKey(pemBytes)
+	if err != nil {
+		return nil, err
+	}
+	return proxy.NewSigner(key)
 }
 
 // Validate rejects configuration that cannot work.

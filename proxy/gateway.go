@@ -57,6 +57,21 @@ type Config struct {
 	// UsePAR pushes the authorization request (RFC 9126). It is used
 	// anyway when the provider requires it.
 	UsePAR bool
+	// UseJAR sends the authorization request as a signed request object
+	// (RFC 9101), signed by Signer. Register the gateway's JWKS (served at
+	// JWKSPath) or its public key with the provider.
+	UseJAR bool
+	// Signer is the gateway's own key: it signs request objects and
+	// identity assertions. Required with UseJAR or AssertionHeader.
+	Signer *Signer
+	// JWKSPath serves Signer's public key as a JWK Set, without a session,
+	// when Signer is set. Default: /oauth2/jwks.
+	JWKSPath string
+	// AssertionHeader, when set, sends upstream a short-lived signed JWT
+	// (see identityAssertion) naming the user, in that header.
+	AssertionHeader string
+	// AssertionAudience is the assertion's aud. Default: the site's origin.
+	AssertionAudience string
 	// Sessions keeps sessions. Required.
 	Sessions session.Store
 	// LoginCookies protects the per-login state (state, nonce, PKCE
@@ -163,7 +178,11 @@ func New(cfg Config) (*Gateway, error) {
 	def(&cfg.LogoutPath, "/oauth2/logout")
 	def(&cfg.BackchannelLogoutPath, "/oauth2/backchannel-logout")
 	def(&cfg.PostLogoutRedirect, "/")
-	for _, p := range []string{cfg.RedirectPath, cfg.LogoutPath, cfg.BackchannelLogoutPath} {
+	def(&cfg.JWKSPath, "/oauth2/jwks")
+	if (cfg.UseJAR || cfg.AssertionHeader != "") && cfg.Signer == nil {
+		return nil, errors.New("a signing key is required for JAR and identity assertions")
+	}
+	for _, p := range []string{cfg.RedirectPath, cfg.LogoutPath, cfg.BackchannelLogoutPath, cfg.JWKSPath} {
 		if !strings.HasPrefix(p, "/") {
 			return nil, fmt.Errorf("path %q must start with /", p)
 		}
@@ -206,6 +225,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.IDTokenHeader != "" {
 		g.stripHeaders = append(g.stripHeaders, cfg.IDTokenHeader)
 	}
+	if cfg.AssertionHeader != "" {
+		g.stripHeaders = append(g.stripHeaders, cfg.AssertionHeader)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
 	go g.discover(ctx)
@@ -230,6 +252,11 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request) (id *Identity, d
 	case g.cfg.BackchannelLogoutPath:
 		g.backchannelLogout(w, r)
 		return nil, true
+	case g.cfg.JWKSPath:
+		if g.cfg.Signer != nil {
+			g.cfg.Signer.serveJWKS(w, r)
+			return nil, true
+		}
 	}
 	if g.skipped(r) {
 		return nil, false
@@ -348,6 +375,13 @@ func (g *Gateway) Prepare(r *http.Request, id *Identity) {
 	}
 	if g.cfg.IDTokenHeader != "" && id.idToken != "" {
 		r.Header.Set(g.cfg.IDTokenHeader, id.idToken)
+	}
+	if g.cfg.AssertionHeader != "" {
+		if jwt, err := g.identityAssertion(r, id); err == nil {
+			r.Header.Set(g.cfg.AssertionHeader, jwt)
+		} else {
+			g.log.Error("signing the identity assertion", zap.Error(err))
+		}
 	}
 }
 

@@ -86,6 +86,13 @@ func (g *Gateway) startLogin(w http.ResponseWriter, r *http.Request) {
 		params.Set("code_challenge_method", "S256")
 	}
 	location := p.oauth.Endpoint.AuthURL
+	if g.cfg.UseJAR {
+		var err error
+		if params, err = g.jarParams(params, g.cfg.Issuer); err != nil {
+			g.fail(w, r, http.StatusInternalServerError, "jar_failed", "The sign-in request could not be signed.", err)
+			return
+		}
+	}
 	if g.cfg.UsePAR || p.meta.RequirePAR {
 		requestURI, err := g.push(r.Context(), p, params)
 		if err != nil {
@@ -169,7 +176,7 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusForbidden, providerReason(e), providerMessage(e, params.Get("error_description")), nil, st.ReturnTo)
 		return
 	}
-	p := g.provider()
+	p := g.waitProvider(r.Context())
 	if p == nil {
 		g.unavailable(w, r)
 		return
