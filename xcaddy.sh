@@ -33,6 +33,7 @@ banner() {
 
   Portcullis demo
   ---------------
+  Demo app          http://localhost:8080  (behind the login gateway: sign in as alice / alice)
   OpenID Provider   http://localhost:9000
   Discovery         http://localhost:9000/.well-known/openid-configuration
   Demo user         alice / alice
