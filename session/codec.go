@@ -45,7 +45,7 @@ func NewCodec(purpose string, maxAge time.Duration, secrets ...[]byte) (*Codec, 
 		sc := securecookie.New(hashKey, blockKey)
 		sc.MaxAge(int(maxAge / time.Second))
 		sc.MaxLength(0) // chunking, not securecookie, bounds the size
-		sc.SetSerializer(securecookie.JSONEncoder{})
+		sc.SetSerializer(serializer{})
 		c.codecs = append(c.codecs, sc)
 	}
 	return c, nil
@@ -61,4 +61,24 @@ func (c *Codec) Encode(name string, value any) (string, error) {
 // tampered or foreign values are errors.
 func (c *Codec) Decode(name, encoded string, dst any) error {
 	return securecookie.DecodeMulti(name, encoded, dst, c.codecs...)
+}
+
+// serializer writes a session (*Data) in its binary format (format.go),
+// which the gateway decodes on every request at a fraction of the cost of
+// JSON, and every other value as JSON. It reads sessions in either form,
+// so cookies written as JSON by an earlier version keep working.
+type serializer struct{}
+
+func (serializer) Serialize(src any) ([]byte, error) {
+	if d, ok := src.(*Data); ok {
+		return d.appendBinary(nil)
+	}
+	return securecookie.JSONEncoder{}.Serialize(src)
+}
+
+func (serializer) Deserialize(src []byte, dst any) error {
+	if d, ok := dst.(*Data); ok && len(src) > 0 && src[0] == dataFormat1 {
+		return d.decodeBinary(src)
+	}
+	return securecookie.JSONEncoder{}.Deserialize(src, dst)
 }

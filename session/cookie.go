@@ -3,6 +3,7 @@ package session
 import (
 	"fmt"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
@@ -76,27 +77,101 @@ func WriteChunked(w http.ResponseWriter, r *http.Request, o CookieOptions, value
 // ReadChunked reassembles a value written by WriteChunked. It returns
 // http.ErrNoCookie when the first chunk is missing.
 func ReadChunked(r *http.Request, o CookieOptions) (string, error) {
-	base := o.CookieName()
-	first, err := r.Cookie(base)
-	if err != nil {
-		return "", err
+	v, ok := readChunks(r, o, false)
+	if !ok {
+		return "", http.ErrNoCookie
 	}
-	if len(first.Value) < MaxChunk {
-		return first.Value, nil
+	return v, nil
+}
+
+// readChunks reassembles a chunked value from the request's cookies, read
+// with r.Cookie, or when raw with rawCookie (see readRawChunks).
+func readChunks(r *http.Request, o CookieOptions, raw bool) (string, bool) {
+	lines := r.Header["Cookie"]
+	cookie := func(name string) (string, bool) {
+		if raw {
+			return rawCookie(lines, name)
+		}
+		c, err := r.Cookie(name)
+		if err != nil {
+			return "", false
+		}
+		return c.Value, true
+	}
+	base := o.CookieName()
+	first, ok := cookie(base)
+	if !ok {
+		return "", false
+	}
+	if len(first) < MaxChunk {
+		return first, true
+	}
+	// Collect the chunks first so that the value is built in one
+	// allocation: it is read on every request.
+	var chunks [maxChunks]string
+	chunks[0] = first
+	n, size := 1, len(first)
+	for ; n < maxChunks; n++ {
+		c, ok := cookie(chunkName(base, n))
+		if !ok {
+			break
+		}
+		chunks[n] = c
+		size += len(c)
+		if len(c) < MaxChunk {
+			n++
+			break
+		}
 	}
 	var b strings.Builder
-	b.WriteString(first.Value)
-	for i := 1; i < maxChunks; i++ {
-		c, err := r.Cookie(chunkName(base, i))
-		if err != nil {
-			break
-		}
-		b.WriteString(c.Value)
-		if len(c.Value) < MaxChunk {
-			break
+	b.Grow(size)
+	for _, c := range chunks[:n] {
+		b.WriteString(c)
+	}
+	return b.String(), true
+}
+
+// maxRawCookies is net/http's default limit on the cookies of a request
+// (GODEBUG httpcookiemaxnum): beyond it r.Cookie finds none.
+const maxRawCookies = 3000
+
+// readRawChunks is ReadChunked without its check of every byte of the
+// values (kilobytes for a session): the first cookie of each name, split
+// and trimmed as net/http does, quotes stripped, taken as it is. Where the
+// first cookie of a name has a byte r.Cookie refuses, r.Cookie would skip
+// it and ReadChunked give another value, so the result may only be trusted
+// when it equals a value ReadChunked returned before: that one's bytes are
+// all valid, and then so are these and ReadChunked would return the same.
+func readRawChunks(r *http.Request, o CookieOptions) (string, bool) {
+	lines := r.Header["Cookie"]
+	n := 0
+	for _, line := range lines {
+		n += strings.Count(line, ";") + 1
+	}
+	if n > maxRawCookies {
+		return "", false
+	}
+	return readChunks(r, o, true)
+}
+
+// rawCookie returns the value of the first cookie named name in the Cookie
+// header lines, without checking its bytes.
+func rawCookie(lines []string, name string) (string, bool) {
+	for _, line := range lines {
+		for rest := textproto.TrimString(line); rest != ""; {
+			var part string
+			part, rest, _ = strings.Cut(rest, ";")
+			k, v, _ := strings.Cut(textproto.TrimString(part), "=")
+			if textproto.TrimString(k) != name {
+				continue
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			return v, true
 		}
 	}
-	return b.String(), nil
+	return "", false
 }
 
 // Clear expires the cookie and every chunk of it the request carries.

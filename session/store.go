@@ -58,6 +58,8 @@ type CookieStore struct {
 	Lifetime, IdleTimeout time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+
+	decoded *decodedCookies // nil: decode every time
 }
 
 // NewCookieStore returns a cookie session store. The codec's own max age
@@ -67,27 +69,69 @@ func NewCookieStore(opts CookieOptions, lifetime, idle time.Duration, secrets ..
 	if err != nil {
 		return nil, err
 	}
-	return &CookieStore{codec: codec, opts: opts, Lifetime: lifetime, IdleTimeout: idle, Now: time.Now}, nil
+	return &CookieStore{codec: codec, opts: opts, Lifetime: lifetime, IdleTimeout: idle, Now: time.Now, decoded: &decodedCookies{}}, nil
 }
 
-// Load implements Store.
+// decodedMargin keeps a remembered session from answering in the last
+// moments of its lifetime: there the codec's own check of the cookie's
+// timestamp (whole seconds, taken when the cookie was written) might
+// refuse a value that live still accepts, so those requests decode.
+const decodedMargin = 2 * time.Second
+
+// Load implements Store. A cookie value it decoded within the last minute
+// is not decrypted again (see decodedCookies); lifetime and idle timeout
+// are checked on every request.
 func (s *CookieStore) Load(r *http.Request) (*Data, error) {
+	now := s.Now()
+	if s.decoded != nil {
+		// Remembered values came from ReadChunked: one the request spells
+		// out as it is needs no check of its bytes (see readRawChunks).
+		if raw, ok := readRawChunks(r, s.opts); ok {
+			if d, ok := s.remembered(raw, now); ok {
+				return s.ifLive(d, now)
+			}
+		}
+	}
 	raw, err := ReadChunked(r, s.opts)
 	if err != nil {
 		return nil, ErrNoSession
+	}
+	if s.decoded != nil {
+		if d, ok := s.remembered(raw, now); ok {
+			return s.ifLive(d, now)
+		}
 	}
 	d := new(Data)
 	if err := s.codec.Decode(s.opts.Name, raw, d); err != nil {
 		return nil, errors.Join(ErrNoSession, err)
 	}
-	if !s.live(d) {
+	if !s.live(d, now) {
+		return nil, ErrNoSession
+	}
+	if s.decoded != nil {
+		s.decoded.put(raw, d, now)
+	}
+	return d, nil
+}
+
+// remembered returns the session raw decoded to within the last minute,
+// unless its lifetime is about to end.
+func (s *CookieStore) remembered(raw string, now time.Time) (*Data, bool) {
+	d, ok := s.decoded.get(raw, now)
+	if !ok || (s.Lifetime > 0 && now.Sub(d.CreatedAt) > s.Lifetime-decodedMargin) {
+		return nil, false
+	}
+	return d, true
+}
+
+func (s *CookieStore) ifLive(d *Data, now time.Time) (*Data, error) {
+	if !s.live(d, now) {
 		return nil, ErrNoSession
 	}
 	return d, nil
 }
 
-func (s *CookieStore) live(d *Data) bool {
-	now := s.Now()
+func (s *CookieStore) live(d *Data, now time.Time) bool {
 	if s.Lifetime > 0 && now.Sub(d.CreatedAt) > s.Lifetime {
 		return false
 	}
@@ -108,6 +152,9 @@ func (s *CookieStore) Save(w http.ResponseWriter, r *http.Request, d *Data) erro
 
 // Clear implements Store.
 func (s *CookieStore) Clear(w http.ResponseWriter, r *http.Request, _ *Data) error {
+	if raw, err := ReadChunked(r, s.opts); err == nil && s.decoded != nil {
+		s.decoded.forget(raw) // signed out: no need to keep its tokens in memory
+	}
 	Clear(w, r, s.opts)
 	return nil
 }
