@@ -12,8 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -143,7 +145,11 @@ type Gateway struct {
 	refresh singleflight.Group
 	recent  recentRefreshes
 	seenJTI seenTokens
-	cancel  context.CancelFunc
+	// usedStates makes each login state single use in this process: the
+	// browser drops the login cookie at the callback, but a captured
+	// callback (URL and cookies) must not sign anyone in a second time.
+	usedStates seenTokens
+	cancel     context.CancelFunc
 	// stripHeaders are removed from every upstream request: the
 	// configured identity headers, whatever the client sent.
 	stripHeaders []string
@@ -225,8 +231,14 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.IDTokenHeader != "" {
 		g.stripHeaders = append(g.stripHeaders, cfg.IDTokenHeader)
 	}
+	if cfg.PassAccessToken {
+		g.stripHeaders = append(g.stripHeaders, "Authorization")
+	}
 	if cfg.AssertionHeader != "" {
 		g.stripHeaders = append(g.stripHeaders, cfg.AssertionHeader)
+	}
+	for i, h := range g.stripHeaders {
+		g.stripHeaders[i] = headerIdentity(h) // as Prepare compares them
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
@@ -313,6 +325,9 @@ func (g *Gateway) skipped(r *http.Request) bool {
 	if r.Method == http.MethodOptions && r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != "" {
 		return true
 	}
+	if !isCleanPath(r.URL.Path) {
+		return false
+	}
 	for _, pattern := range g.cfg.Skip {
 		if prefix, ok := strings.CutSuffix(pattern, "/*"); ok {
 			if r.URL.Path == prefix || strings.HasPrefix(r.URL.Path, prefix+"/") {
@@ -325,6 +340,22 @@ func (g *Gateway) skipped(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// isCleanPath reports whether p is already in the form upstreams resolve
+// paths to. Skip rules only match such paths: "/static/../admin" (however
+// it was encoded) is /admin to the upstream, not a static asset. Backslashes
+// and ;parameters are refused too: some servers read a backslash as a slash
+// and "..;" as "..".
+func isCleanPath(p string) bool {
+	if strings.ContainsAny(p, "\\;") {
+		return false
+	}
+	clean := path.Clean(p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	return clean == p
 }
 
 // isAPIRequest reports whether the client is a script rather than a
@@ -355,11 +386,10 @@ func (g *Gateway) unauthenticated(w http.ResponseWriter, r *http.Request) {
 // sent is removed, the gateway's own cookies are stripped, and when id is
 // not nil its identity headers (and tokens, if configured) are set.
 func (g *Gateway) Prepare(r *http.Request, id *Identity) {
-	for _, h := range g.stripHeaders {
-		r.Header.Del(h)
-	}
-	if g.cfg.PassAccessToken {
-		r.Header.Del("Authorization")
+	for name := range r.Header {
+		if slices.Contains(g.stripHeaders, headerIdentity(name)) {
+			delete(r.Header, name)
+		}
 	}
 	g.stripCookies(r)
 	if id == nil {
@@ -385,23 +415,57 @@ func (g *Gateway) Prepare(r *http.Request, id *Identity) {
 	}
 }
 
+// headerIdentity is the name under which an upstream may read a header:
+// CGI and FastCGI upstreams (php_fastcgi, WSGI, Rack) see X_Forwarded_User
+// and X-Forwarded-User as the same HTTP_X_FORWARDED_USER, so a client must
+// not get either spelling through.
+func headerIdentity(name string) string {
+	return http.CanonicalHeaderKey(strings.ReplaceAll(name, "_", "-"))
+}
+
 // stripCookies removes the session and login cookies from the Cookie
 // header: upstream apps never see them (oversized cookie headers are the
 // classic way gateways break apps).
+//
+// The gateway's cookies are dropped by name before anything is parsed:
+// a session cookie is kilobytes, which r.Cookies() would check byte by
+// byte on every request only for them to be thrown away. What is left,
+// the app's cookies, is parsed and rewritten as r.Cookies() has them.
 func (g *Gateway) stripCookies(r *http.Request) {
-	cookies := r.Cookies()
-	if len(cookies) == 0 {
+	lines := r.Header["Cookie"]
+	if len(lines) == 0 {
 		return
 	}
-	kept := make([]string, 0, len(cookies))
-	for _, c := range cookies {
-		if g.cfg.Sessions.Owns(c.Name) || g.cfg.LoginCookies.owns(c.Name) {
-			continue
+	var others []string
+	dropped := false
+	for _, line := range lines {
+		var kept []string
+		for rest := line; rest != ""; {
+			var part string
+			part, rest, _ = strings.Cut(rest, ";")
+			name, _, _ := strings.Cut(textproto.TrimString(part), "=")
+			if name = textproto.TrimString(name); g.cfg.Sessions.Owns(name) || g.cfg.LoginCookies.owns(name) {
+				dropped = true
+				continue
+			}
+			kept = append(kept, part)
 		}
-		kept = append(kept, c.Name+"="+c.Value)
+		if len(kept) > 0 {
+			others = append(others, strings.Join(kept, ";"))
+		}
+	}
+	r.Header["Cookie"] = others
+	cookies := r.Cookies()
+	if !dropped && len(cookies) == 0 {
+		r.Header["Cookie"] = lines // nothing to strip, nothing parsed: leave it be
+		return
 	}
 	r.Header.Del("Cookie")
-	if len(kept) > 0 {
+	if len(cookies) > 0 {
+		kept := make([]string, 0, len(cookies))
+		for _, c := range cookies {
+			kept = append(kept, c.Name+"="+c.Value)
+		}
 		r.Header.Set("Cookie", strings.Join(kept, "; "))
 	}
 }

@@ -40,7 +40,7 @@ func (id *Identity) ClaimString(name string) string {
 	case []any:
 		parts := make([]string, 0, len(t))
 		for _, e := range t {
-			parts = append(parts, sanitizeHeader(fmt.Sprint(e)))
+			parts = append(parts, sanitizeHeader(elementString(e)))
 		}
 		return strings.Join(parts, ",")
 	case []string:
@@ -53,6 +53,15 @@ func (id *Identity) ClaimString(name string) string {
 	default:
 		return sanitizeHeader(fmt.Sprint(t))
 	}
+}
+
+// elementString is fmt.Sprint(e) without its copy for the usual case, a
+// string (group names): it runs on every request.
+func elementString(e any) string {
+	if s, ok := e.(string); ok {
+		return s
+	}
+	return fmt.Sprint(e)
 }
 
 // sanitizeHeader drops control characters, so a claim cannot smuggle a
@@ -78,7 +87,7 @@ func (id *Identity) claimValues(name string) []string {
 	case []any:
 		out := make([]string, 0, len(t))
 		for _, e := range t {
-			out = append(out, fmt.Sprint(e))
+			out = append(out, elementString(e))
 		}
 		return out
 	case []string:

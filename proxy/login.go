@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -40,9 +41,12 @@ func returnTo(r *http.Request) string {
 }
 
 // safeReturn refuses anything but a local path: no scheme, no host, no
-// protocol-relative //host or /\host tricks.
+// protocol-relative //host or /\host tricks. A backslash or control
+// character anywhere is refused too: http.Redirect cleans the path, so
+// "/./\host" would reach the browser as "/\host", which browsers read as
+// //host.
 func safeReturn(p string) string {
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") || strings.ContainsAny(p, "\r\n") {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.ContainsFunc(p, unsafeInReturn) {
 		return "/"
 	}
 	if u, err := url.Parse(p); err != nil || u.Scheme != "" || u.Host != "" {
@@ -50,6 +54,8 @@ func safeReturn(p string) string {
 	}
 	return p
 }
+
+func unsafeInReturn(r rune) bool { return r == '\\' || r < 0x20 || r == 0x7f }
 
 func (g *Gateway) redirectURI(r *http.Request) string { return requestOrigin(r) + g.cfg.RedirectPath }
 
@@ -172,6 +178,12 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) {
 			"This sign-in response does not belong to a sign-in started in this browser, or it was already used or expired.", err)
 		return
 	}
+	if !g.usedStates.add(st.State, st.Created.Add(loginTTL), g.now()) {
+		g.fail(w, r, http.StatusBadRequest, "state_mismatch",
+			"This sign-in response does not belong to a sign-in started in this browser, or it was already used or expired.",
+			errors.New("login state replayed"))
+		return
+	}
 	if e := params.Get("error"); e != "" {
 		g.fail(w, r, http.StatusForbidden, providerReason(e), providerMessage(e, params.Get("error_description")), nil, st.ReturnTo)
 		return
@@ -181,8 +193,14 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) {
 		g.unavailable(w, r)
 		return
 	}
-	// RFC 9207: when the provider says it sends iss, it must be ours.
-	if iss := params.Get("iss"); (p.meta.IssParameter || iss != "") && iss != g.cfg.Issuer {
+	// RFC 9207 §2.4: when the provider says it sends iss, it must be
+	// there and be ours; a present iss is checked whatever the metadata
+	// says. A hybrid response carries an ID token whose iss claim is
+	// verified below: it identifies the issuer just as well, and providers
+	// (oidc-provider among them) leave the parameter out of such responses.
+	iss := params.Get("iss")
+	issRequired := p.meta.IssParameter && !(g.cfg.Flow == "hybrid" && params.Get("id_token") != "")
+	if (issRequired || iss != "") && iss != g.cfg.Issuer {
 		g.fail(w, r, http.StatusBadRequest, "iss_mismatch", "The sign-in response came from an unexpected issuer.", fmt.Errorf("iss %q", iss), st.ReturnTo)
 		return
 	}
@@ -268,7 +286,7 @@ func (g *Gateway) verifyFrontChannel(ctx context.Context, p *provider, raw, code
 // leftHalfHash computes c_hash / at_hash for value with the hash of the
 // token's signing algorithm (OIDC Core §3.3.2.11).
 func leftHalfHash(rawToken, value string) (string, error) {
-	jws, err := jose.ParseSigned(rawToken, idTokenAlgs)
+	jws, err := jose.ParseSignedCompact(rawToken, idTokenAlgs)
 	if err != nil {
 		return "", err
 	}
@@ -348,6 +366,9 @@ func (g *Gateway) sessionFromTokens(ctx context.Context, p *provider, tok *oauth
 	for _, k := range tokenOnlyClaims {
 		delete(claims, k)
 	}
+	if err := g.mergeUserInfo(ctx, p, tok, idt.Subject, claims); err != nil {
+		return nil, err
+	}
 	sid, _ := claims["sid"].(string)
 	sess := &session.Data{
 		Subject: idt.Subject, Claims: claims, IDToken: raw, AccessToken: tok.AccessToken,
@@ -360,6 +381,39 @@ func (g *Gateway) sessionFromTokens(ctx context.Context, p *provider, tok *oauth
 		}
 	}
 	return sess, nil
+}
+
+// mergeUserInfo adds the UserInfo endpoint's claims to those of the ID
+// token: providers may release profile, email and group claims only there
+// (OIDC Core §5.4 when an access token is issued). OIDC Core §5.3.2: "The
+// sub Claim in the UserInfo Response MUST be verified to exactly match the
+// sub Claim in the ID Token; if they do not match, the UserInfo Response
+// values MUST NOT be used" — a mismatch fails the sign-in. The ID token's
+// claims win over UserInfo's: they are signed. An unreachable UserInfo
+// endpoint only costs its claims (logged).
+func (g *Gateway) mergeUserInfo(ctx context.Context, p *provider, tok *oauth2.Token, subject string, claims map[string]any) error {
+	if p.oidc.UserInfoEndpoint() == "" || tok.AccessToken == "" {
+		return nil
+	}
+	ui, err := p.oidc.UserInfo(ctx, oauth2.StaticTokenSource(tok))
+	if err != nil {
+		g.log.Warn("UserInfo request failed; using the ID token's claims only", zap.String("sub", subject), zap.Error(err))
+		return nil
+	}
+	if ui.Subject != subject {
+		return fmt.Errorf("the UserInfo response names subject %q, the ID token %q", ui.Subject, subject)
+	}
+	extra := map[string]any{}
+	if err := ui.Claims(&extra); err != nil {
+		g.log.Warn("UserInfo response unreadable; using the ID token's claims only", zap.String("sub", subject), zap.Error(err))
+		return nil
+	}
+	for k, v := range extra {
+		if _, have := claims[k]; !have && k != "sub" && !slices.Contains(tokenOnlyClaims, k) {
+			claims[k] = v
+		}
+	}
+	return nil
 }
 
 // providerReason names a provider error for logs and metrics, from a

@@ -43,8 +43,8 @@ func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, post, http.StatusSeeOther)
 }
 
-// seenTokens remembers logout token ids until they expire, so a captured
-// logout token cannot be replayed (bounded).
+// seenTokens remembers logout token ids (and used login states) until they
+// expire, so a captured one cannot be replayed (bounded).
 type seenTokens struct {
 	mu   sync.Mutex
 	seen map[string]time.Time
@@ -67,6 +67,14 @@ func (s *seenTokens) add(jti string, exp, now time.Time) bool {
 			if !now.Before(until) {
 				delete(s.seen, k)
 			}
+		}
+		// Still full of live entries (a flood): forget some rather than
+		// grow without bound.
+		for k := range s.seen {
+			if len(s.seen) < maxSeenTokens {
+				break
+			}
+			delete(s.seen, k)
 		}
 	}
 	if exp.IsZero() || exp.Sub(now) > time.Hour {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"net/http"
@@ -31,6 +32,8 @@ type recentRefresh struct {
 const (
 	recentRefreshTTL = 2 * time.Minute
 	maxRecent        = 10_000
+	// refreshTimeout bounds a refresh now that it outlives its request.
+	refreshTimeout = 30 * time.Second
 )
 
 func (rr *recentRefreshes) get(key [32]byte, now time.Time) *session.Data {
@@ -64,6 +67,25 @@ func (rr *recentRefreshes) put(key [32]byte, sess *session.Data, now time.Time) 
 
 var errProviderDown = errors.New("the identity provider is not available")
 
+// reusableRefresh returns what sess's refresh token was recently exchanged
+// for, when that result may stand in for a new refresh: always when the
+// provider rotated the refresh token (the old one is spent; presenting it
+// again would look like token theft), otherwise only while the cached
+// access token is itself outside the refresh margin. A provider that keeps
+// its refresh tokens would else have the same, soon expired, access token
+// handed out again and again.
+func (g *Gateway) reusableRefresh(key [32]byte, sess *session.Data) *session.Data {
+	now := g.now()
+	done := g.recent.get(key, now)
+	if done == nil {
+		return nil
+	}
+	if done.RefreshToken != sess.RefreshToken || now.Before(done.TokenExpiry.Add(-g.cfg.RefreshBefore)) {
+		return done
+	}
+	return nil
+}
+
 // maybeRefresh renews the access token shortly before it expires: one
 // refresh per session at a time (singleflight on the refresh token), the
 // result shared with concurrent and late requests. A failed refresh ends
@@ -74,17 +96,22 @@ func (g *Gateway) maybeRefresh(w http.ResponseWriter, r *http.Request, sess *ses
 		return sess, true
 	}
 	key := sha256.Sum256([]byte(sess.RefreshToken))
-	next := g.recent.get(key, now)
+	next := g.reusableRefresh(key, sess)
 	if next == nil {
 		v, err, _ := g.refresh.Do(string(key[:]), func() (any, error) {
-			if done := g.recent.get(key, g.now()); done != nil {
+			if done := g.reusableRefresh(key, sess); done != nil {
 				return done, nil
 			}
 			p := g.provider()
 			if p == nil {
 				return nil, errProviderDown
 			}
-			ctx := g.clientContext(r.Context())
+			// The refresh is shared by every request of the session and the
+			// provider may rotate the refresh token: it must not be cut
+			// short because the request that started it went away.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), refreshTimeout)
+			defer cancel()
+			ctx = g.clientContext(ctx)
 			tok, err := p.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: sess.RefreshToken}).Token()
 			if err != nil {
 				return nil, err
