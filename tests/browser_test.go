@@ -41,6 +41,7 @@ const (
 var browserFlowVars = []string{
 	"START_URL", "USERNAME", "PASSWORD", "EXPECT_URL_PREFIX", "EXPECT_TEXT",
 	"ARTIFACT_DIR", "LOGOUT_URL", "CHROMIUM_PATH", "FLOW_TIMEOUT_MS",
+	"SEL_USERNAME", "SEL_PASSWORD", "SEL_LOGIN", "SEL_ALLOW", "SEL_CONFIRM",
 }
 
 // browserModules is the one `npm ci` of tests/browser per test binary.

@@ -73,7 +73,7 @@ func TestGatewaySendsAVerifiableIdentityAssertion(t *testing.T) {
 	if err := std.ValidateWithLeeway(jwt.Expected{Issuer: g.AppURL, AnyAudience: jwt.Audience{g.AppURL}, Subject: "alice", Time: time.Now()}, time.Second); err != nil {
 		t.Errorf("assertion claims: %v (%+v)", err, std)
 	}
-	if std.Expiry.Time().Sub(time.Now()) > 5*time.Minute {
+	if time.Until(std.Expiry.Time()) > 5*time.Minute {
 		t.Errorf("assertion valid until %v: it must be short-lived", std.Expiry.Time())
 	}
 	if idc.Email != "alice@example.com" || len(idc.Groups) != 1 || idc.Groups[0] != "admins" {

@@ -26,11 +26,14 @@ echo "== npm ci (tests/interop)"
 echo "== npm ci (tests/browser)"
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
+echo "== npm ci (tests/oidcprovider)"
+(cd tests/oidcprovider && npm ci --no-audit --no-fund --loglevel=error)
+
 echo "== go vet"
 go vet ./...
 
-echo "== go test -race (store, flows, keys, session)"
-go test -race -count=1 ./store/... ./flows/... ./keys/... ./session/...
+echo "== go test -race (store, flows, keys, session, proxy, caddymodule)"
+go test -race -count=1 ./store/... ./flows/... ./keys/... ./session/... ./proxy/... ./caddymodule/...
 
 echo "== go test ./... (unit, end-to-end with the real binary, interop)"
 go test -count=1 -timeout 20m ./...

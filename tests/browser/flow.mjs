@@ -14,6 +14,9 @@
 //   CHROMIUM_PATH      (optional) default /usr/bin/chromium; playwright-core
 //                      never downloads a browser
 //   FLOW_TIMEOUT_MS    (optional) whole-run watchdog, default 75000
+//   SEL_USERNAME, SEL_PASSWORD, SEL_LOGIN, SEL_ALLOW, SEL_CONFIRM
+//                      (optional) selectors of another provider's login,
+//                      consent and logout pages
 //
 // It prints one line `RESULT {json}` (pages visited, titles...) and exits 0,
 // or prints `FAIL: message` (and a RESULT line with ok:false) and exits 1.
@@ -28,12 +31,14 @@ const STEP_TIMEOUT = 15_000; // any single wait: page load, element, URL
 const MAX_STEPS = 8; // login/consent pages shown before EXPECT_URL_PREFIX
 const CLOSE_TIMEOUT = 10_000;
 
+// Selectors of the Portcullis pages; SEL_USERNAME, SEL_PASSWORD, SEL_LOGIN,
+// SEL_ALLOW and SEL_CONFIRM replace them for another provider's pages.
 const SEL = {
-  username: 'input[name=username]',
-  password: 'input[name=password]',
-  login: 'button[name=action][value=login]',
-  allow: 'button[name=decision][value=allow]',
-  confirm: 'button[name=confirm][value=yes]',
+  username: process.env.SEL_USERNAME || 'input[name=username]',
+  password: process.env.SEL_PASSWORD || 'input[name=password]',
+  login: process.env.SEL_LOGIN || 'button[name=action][value=login]',
+  allow: process.env.SEL_ALLOW || 'button[name=decision][value=allow]',
+  confirm: process.env.SEL_CONFIRM || 'button[name=confirm][value=yes]',
   alert: '[role=alert], .alert',
 };
 
