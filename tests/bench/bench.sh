@@ -1,19 +1,31 @@
 #!/usr/bin/env bash
 # Portcullis performance benchmark. Builds Caddy with the plugin and the load
 # generator into a temporary directory, starts the server on free 127.0.0.1
-# ports with the bench Caddyfile, runs the load generator's scenarios and
-# prints the results table, then stops the server (on any exit).
+# ports with the bench Caddyfile (the embedded authorization server, and for
+# the gateway scenario an oidc_login + reverse_proxy site and a plain
+# reverse_proxy site in front of a trivial upstream app that the load
+# generator serves), runs the load generator's scenarios and prints the
+# results table, then stops the server and the upstream (on any exit).
 #
 # Environment:
 #   BENCH_SECONDS      measured seconds per scenario (default 10)
 #   BENCH_WARMUP       untimed warm-up seconds per scenario (default 1)
 #   BENCH_CONCURRENCY  closed-loop workers (default 64)
 #   BENCH_SCENARIO     all (default), or a comma-separated list of
-#                      client_credentials, authcode_roundtrip, jwks, discovery
+#                      client_credentials, authcode_roundtrip, jwks, discovery,
+#                      gateway
+#   BENCH_ROUNDS       gateway: rounds each side's measured time is split
+#                      into, alternating the order of the sides (default 20)
+#   BENCH_LATENCY_SECONDS, BENCH_LATENCY_CONCURRENCY
+#                      gateway: the low-concurrency latency phase, seconds
+#                      per side and workers (default 5 and 1; 0 s skips it)
+#   BENCH_SERVER_SESSIONS=0
+#                      gateway: leave out the oidc_login site with
+#                      server-side (bbolt) sessions
 #   BENCH_SWEEP=1      also run client_credentials at 32, 64 and 128 workers
 #   BENCH_PROFILE=1    also take a 5 s CPU profile of the server under
-#                      client_credentials and authcode_roundtrip load and
-#                      print the top of `go tool pprof -top`
+#                      client_credentials, authcode_roundtrip and gateway
+#                      load and print the top of `go tool pprof -top`
 #   BENCH_KEEP=1       keep the temporary directory (Caddyfile, caddy.log,
 #                      profiles) instead of deleting it
 #
@@ -27,10 +39,19 @@ WARMUP="${BENCH_WARMUP:-1}"
 CONC="${BENCH_CONCURRENCY:-64}"
 SCENARIO="${BENCH_SCENARIO:-all}"
 
+ROUNDS="${BENCH_ROUNDS:-20}"
+LAT_SECONDS="${BENCH_LATENCY_SECONDS:-5}"
+LAT_CONC="${BENCH_LATENCY_CONCURRENCY:-1}"
+
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/portcullis-bench.XXXXXX")"
 CADDY_PID=""
+UPSTREAM_PID=""
 cleanup() {
 	local rc=$?
+	if [ -n "$UPSTREAM_PID" ] && kill -0 "$UPSTREAM_PID" 2>/dev/null; then
+		kill -TERM "$UPSTREAM_PID" 2>/dev/null || true
+		wait "$UPSTREAM_PID" 2>/dev/null || true
+	fi
 	if [ -n "$CADDY_PID" ] && kill -0 "$CADDY_PID" 2>/dev/null; then
 		kill -TERM "$CADDY_PID" 2>/dev/null || true
 		for _ in $(seq 1 50); do
@@ -55,10 +76,19 @@ echo "== building caddy + portcullis and the load generator into $WORK"
 (cd "$ROOT" && go build -o "$WORK/caddy" ./cmd/portcullis)
 (cd "$ROOT" && go build -o "$WORK/loadgen" ./tests/bench/loadgen)
 
-PORTS="$("$WORK/loadgen" -free-ports 2)"
-PORT="${PORTS%%$'\n'*}"
-ADMIN_PORT="${PORTS##*$'\n'}"
+# The authorization server, the admin endpoint, the gateway site (cookie
+# sessions), the plain reverse_proxy site, the gateway site with server-side
+# sessions, and the upstream app.
+read -r PORT ADMIN_PORT APP_PORT PLAIN_PORT SRV_PORT UP_PORT <<<"$("$WORK/loadgen" -free-ports 6 | tr '\n' ' ')"
 BASE="http://127.0.0.1:$PORT"
+APP="http://127.0.0.1:$APP_PORT"
+PLAIN="http://127.0.0.1:$PLAIN_PORT"
+SRV="http://127.0.0.1:$SRV_PORT"
+UPSTREAM="127.0.0.1:$UP_PORT"
+# Caddy keeps 32 idle upstream connections per host by default: fewer than
+# the workers, so both sides would redial most requests and the dials would
+# dwarf what is compared. Keep one per worker.
+UP_IDLE=$((CONC > 32 ? CONC : 32))
 
 cat >"$WORK/Caddyfile" <<EOF
 {
@@ -71,6 +101,8 @@ cat >"$WORK/Caddyfile" <<EOF
 		user alice {
 			password alice-password
 			email alice@example.com
+			name "Alice Example"
+			groups admins
 		}
 		client webapp {
 			secret webapp-secret
@@ -82,6 +114,12 @@ cat >"$WORK/Caddyfile" <<EOF
 			secret backend-secret
 			grant_types client_credentials
 			api_access https://api.example.com read:items
+		}
+		client gateway {
+			name "Bench App"
+			secret gateway-secret
+			redirect_uris $APP/oauth2/callback $SRV/oauth2/callback
+			scopes openid profile email groups
 		}
 		api https://api.example.com {
 			scopes read:items
@@ -95,7 +133,60 @@ $BASE {
 	}
 	oauth_server
 }
+$APP {
+	bind 127.0.0.1
+	log {
+		output discard
+	}
+	oidc_login {
+		issuer $BASE
+		client_id gateway
+		client_secret gateway-secret
+		scopes openid profile email groups
+		insecure_cookies
+	}
+	reverse_proxy $UPSTREAM {
+		transport http {
+			keepalive_idle_conns_per_host $UP_IDLE
+		}
+	}
+}
+$PLAIN {
+	bind 127.0.0.1
+	log {
+		output discard
+	}
+	reverse_proxy $UPSTREAM {
+		transport http {
+			keepalive_idle_conns_per_host $UP_IDLE
+		}
+	}
+}
+$SRV {
+	bind 127.0.0.1
+	log {
+		output discard
+	}
+	oidc_login {
+		issuer $BASE
+		client_id gateway
+		client_secret gateway-secret
+		scopes openid profile email groups
+		insecure_cookies
+		session_store server
+		cookie_name portcullis_srv
+	}
+	reverse_proxy $UPSTREAM {
+		transport http {
+			keepalive_idle_conns_per_host $UP_IDLE
+		}
+	}
+}
 EOF
+
+echo "== starting the upstream app on $UPSTREAM"
+"$WORK/loadgen" -upstream "$UPSTREAM" 2>"$WORK/upstream.log" &
+UPSTREAM_PID=$!
 
 echo "== starting caddy on $BASE (admin 127.0.0.1:$ADMIN_PORT)"
 mkdir -p "$WORK/home" "$WORK/xdg/data" "$WORK/xdg/config" "$WORK/xdg/cache"
@@ -110,7 +201,12 @@ if ! "$WORK/loadgen" -base "$BASE" -wait 60; then
 fi
 echo "== ready ($(nproc) CPUs shared by the server and the load generator)"
 
-loadgen() { "$WORK/loadgen" -base "$BASE" -server-pid "$CADDY_PID" -seconds "$SECONDS_PER" -warmup "$WARMUP" "$@"; }
+GATEWAY_FLAGS=(-app-base "$APP" -plain-base "$PLAIN" -upstream-pid "$UPSTREAM_PID"
+	-rounds "$ROUNDS" -latency-seconds "$LAT_SECONDS" -latency-concurrency "$LAT_CONC")
+if [ "${BENCH_SERVER_SESSIONS:-1}" != 0 ]; then
+	GATEWAY_FLAGS+=(-server-session-base "$SRV")
+fi
+loadgen() { "$WORK/loadgen" -base "$BASE" -server-pid "$CADDY_PID" -seconds "$SECONDS_PER" -warmup "$WARMUP" "${GATEWAY_FLAGS[@]}" "$@"; }
 
 if [ "${BENCH_SWEEP:-0}" = 1 ]; then
 	for c in 32 64 128; do
@@ -120,7 +216,7 @@ if [ "${BENCH_SWEEP:-0}" = 1 ]; then
 fi
 
 if [ "${BENCH_PROFILE:-0}" = 1 ]; then
-	for sc in client_credentials authcode_roundtrip; do
+	for sc in client_credentials authcode_roundtrip gateway; do
 		# Profile the middle of the run: after warm-up and worker setup.
 		prof_secs=$(awk -v s="$SECONDS_PER" 'BEGIN { p = (s > 7) ? 5 : int(s / 2); if (p < 1) p = 1; print p }')
 		echo "== profiling the server under $sc (${prof_secs}s CPU profile)"
@@ -132,7 +228,8 @@ if [ "${BENCH_PROFILE:-0}" = 1 ]; then
 			kill -0 "$lg" 2>/dev/null || break
 			sleep 0.1
 		done
-		sleep "$(awk -v w="$WARMUP" 'BEGIN { print w + 0.5 }')"
+		# The gateway scenario warms each of its 3 or 4 sides up in turn.
+		sleep "$(awk -v w="$WARMUP" -v g="$([ "$sc" = gateway ] && echo 4 || echo 1)" 'BEGIN { print w * g + 0.5 }')"
 		if curl -fsS -o "$WORK/cpu-$sc.pprof" \
 			"http://127.0.0.1:$ADMIN_PORT/debug/pprof/profile?seconds=$prof_secs"; then
 			go tool pprof -top -nodecount=25 "$WORK/caddy" "$WORK/cpu-$sc.pprof" 2>/dev/null | sed -n '4,40p'

@@ -66,6 +66,9 @@ type scenario struct {
 	newWorker func(ctx context.Context, lg *loadgen, id int) (op func(ctx context.Context) error, err error)
 	// preflight checks one operation in depth before the run.
 	preflight func(ctx context.Context, lg *loadgen) error
+	// custom, when set, runs the whole scenario instead (the gateway's
+	// side-by-side measurement) and returns a result per row.
+	custom func(lg *loadgen, concurrency int, warmup, dur time.Duration, serverPID int) []*result
 }
 
 type loadgen struct {
@@ -88,6 +91,11 @@ type result struct {
 	firstErr    string
 	setupErr    error
 	cpu         cpuUsage
+	// targetText and verdict, when set, replace the table's target and
+	// result columns; base is the row a gateway row is compared with.
+	targetText, verdict string
+	base                *result
+	rounds              []*result // the gateway scenario's rounds, in order
 }
 
 func (r *result) total() int64 { return r.ok + r.errs }
@@ -124,11 +132,27 @@ func main() {
 	seconds := flag.Float64("seconds", 10, "measured duration of each scenario, in seconds")
 	warmup := flag.Float64("warmup", 1, "untimed warm-up before each scenario, in seconds")
 	concurrency := flag.Int("concurrency", 64, "closed-loop workers (and idle keep-alive connections)")
-	only := flag.String("scenario", "all", "scenario to run: all, client_credentials, authcode_roundtrip, jwks or discovery (comma-separated list allowed)")
+	only := flag.String("scenario", "all", "scenario to run: all, client_credentials, authcode_roundtrip, jwks, discovery or gateway (comma-separated list allowed; all includes gateway when -app-base and -plain-base are set)")
 	serverPID := flag.Int("server-pid", 0, "process id of the server, to report its CPU use next to the load generator's and other processes' (Linux /proc)")
 	wait := flag.Float64("wait", 0, "instead of a benchmark: wait up to this many seconds for -base's discovery document, exit 0 once it is served")
 	freePorts := flag.Int("free-ports", 0, "instead of a benchmark: print this many free 127.0.0.1 TCP ports, one per line")
+	upstream := flag.String("upstream", "", "instead of a benchmark: serve the gateway scenario's trivial upstream app on this loopback host:port until killed")
+	flag.StringVar(&gwOpts.appBase, "app-base", "", "gateway scenario: URL of the site with oidc_login + reverse_proxy (cookie sessions)")
+	flag.StringVar(&gwOpts.plainBase, "plain-base", "", "gateway scenario: URL of the site with reverse_proxy alone, to the same upstream")
+	flag.StringVar(&gwOpts.serverBase, "server-session-base", "", "gateway scenario, optional: URL of a site with oidc_login (session_store server) + reverse_proxy")
+	flag.IntVar(&gwOpts.rounds, "rounds", 20, "gateway scenario: rounds the measured time of each side is split into, alternating the order of the sides")
+	flag.Float64Var(&gwOpts.latencySeconds, "latency-seconds", 5, "gateway scenario: measured seconds per side of the low-concurrency latency phase (0 skips it)")
+	flag.IntVar(&gwOpts.latencyConcurrency, "latency-concurrency", 1, "gateway scenario: workers of the latency phase")
+	flag.IntVar(&gwOpts.upstreamPID, "upstream-pid", 0, "process id of the upstream app, to report its CPU use apart from other processes'")
 	flag.Parse()
+
+	if *upstream != "" {
+		if err := serveUpstream(*upstream); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	if *freePorts > 0 {
 		if err := printFreePorts(*freePorts); err != nil {
@@ -146,6 +170,22 @@ func main() {
 		fmt.Fprintln(os.Stderr, "loadgen: need 0 < -seconds <= 600, 0 <= -warmup <= 60, 1 <= -concurrency <= 4096")
 		os.Exit(2)
 	}
+	if gwOpts.rounds < 1 || gwOpts.rounds > 100 || gwOpts.latencySeconds < 0 || gwOpts.latencySeconds > 600 || gwOpts.latencyConcurrency < 0 || gwOpts.latencyConcurrency > 4096 {
+		fmt.Fprintln(os.Stderr, "loadgen: need 1 <= -rounds <= 100, 0 <= -latency-seconds <= 600, 0 <= -latency-concurrency <= 4096")
+		os.Exit(2)
+	}
+	for _, b := range []string{gwOpts.appBase, gwOpts.plainBase, gwOpts.serverBase} {
+		if b == "" {
+			continue
+		}
+		if err := checkLoopback(b); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(2)
+		}
+	}
+	gwOpts.appBase = strings.TrimSuffix(gwOpts.appBase, "/")
+	gwOpts.plainBase = strings.TrimSuffix(gwOpts.plainBase, "/")
+	gwOpts.serverBase = strings.TrimSuffix(gwOpts.serverBase, "/")
 	if *wait > 0 {
 		if err := waitReady(strings.TrimSuffix(*base, "/"), time.Duration(*wait*float64(time.Second))); err != nil {
 			fmt.Fprintln(os.Stderr, "loadgen:", err)
@@ -156,7 +196,12 @@ func main() {
 	all := scenarios()
 	var run []scenario
 	if *only == "all" {
-		run = all
+		for _, s := range all {
+			if s.name == "gateway" && (gwOpts.appBase == "" || gwOpts.plainBase == "") {
+				continue // needs the gateway sites
+			}
+			run = append(run, s)
+		}
 	} else {
 		for name := range strings.SplitSeq(*only, ",") {
 			i := slices.IndexFunc(all, func(s scenario) bool { return s.name == strings.TrimSpace(name) })
@@ -189,9 +234,13 @@ func main() {
 	fmt.Printf("loadgen: %s, %d workers, %s warm-up + %s per scenario, GOMAXPROCS default\n", lg.base, *concurrency, wu, dur)
 	var results []*result
 	for _, sc := range run {
-		r := lg.run(sc, *concurrency, wu, dur, *serverPID)
-		results = append(results, r)
-		printLine(r)
+		if sc.custom != nil {
+			results = append(results, sc.custom(lg, *concurrency, wu, dur, *serverPID)...)
+		} else {
+			r := lg.run(sc, *concurrency, wu, dur, *serverPID)
+			results = append(results, r)
+			printLine(r)
+		}
 		tr.CloseIdleConnections() // each scenario starts from cold connections
 	}
 	fmt.Println()
@@ -317,7 +366,7 @@ func (lg *loadgen) run(sc scenario, concurrency int, warmup, dur time.Duration, 
 	measureFrom := start.Add(warmup)
 	measureTo := measureFrom.Add(dur)
 	var cpuStart cpuSample
-	cpuTimer := time.AfterFunc(warmup, func() { cpuStart = sampleCPU(serverPID) })
+	cpuTimer := time.AfterFunc(warmup, func() { cpuStart = sampleCPU(serverPID, gwOpts.upstreamPID) })
 	for i, op := range ops {
 		st := &stats[i]
 		st.lat = make([]time.Duration, 0, 4096)
@@ -345,7 +394,7 @@ func (lg *loadgen) run(sc scenario, concurrency int, warmup, dur time.Duration, 
 	}
 	wg.Wait()
 	cpuTimer.Stop()
-	r.cpu = cpuStart.usage(sampleCPU(serverPID))
+	r.cpu = cpuStart.usage(sampleCPU(serverPID, gwOpts.upstreamPID))
 	r.elapsed = dur
 	for _, st := range stats {
 		r.ok += st.ok
@@ -383,6 +432,10 @@ func scenarios() []scenario {
 		{
 			name: "discovery", unit: "requests",
 			newWorker: getWorker("/.well-known/openid-configuration"), preflight: getPreflight("/.well-known/openid-configuration", "issuer"),
+		},
+		{
+			name: "gateway", unit: "requests",
+			custom: (*loadgen).runGateway,
 		},
 	}
 }
@@ -769,8 +822,12 @@ func printLine(r *result) {
 		fmt.Printf("  %-20s first error: %s\n", "", r.firstErr)
 	}
 	if r.cpu.ok {
-		fmt.Printf("  %-20s CPU (cores of %d): server %s, load generator %.2f, other processes %.2f, interrupts %.2f, idle %.2f\n",
-			"", runtime.NumCPU(), r.cpu.serverString(), r.cpu.loadgen, r.cpu.other, r.cpu.irq, r.cpu.idle)
+		up := ""
+		if r.cpu.upstreamOK {
+			up = fmt.Sprintf(", upstream app %.2f", r.cpu.upstream)
+		}
+		fmt.Printf("  %-20s CPU (cores of %d): server %s, load generator %.2f%s, other processes %.2f, interrupts %.2f, idle %.2f\n",
+			"", runtime.NumCPU(), r.cpu.serverString(), r.cpu.loadgen, up, r.cpu.other, r.cpu.irq, r.cpu.idle)
 	}
 }
 
@@ -786,6 +843,9 @@ func printTable(w io.Writer, results []*result) {
 			if r.rate() >= r.target {
 				verdict = "PASS"
 			}
+		}
+		if r.targetText != "" {
+			target, verdict = r.targetText, r.verdict
 		}
 		switch {
 		case r.setupErr != nil:
@@ -824,17 +884,16 @@ const noisyCores = 0.2
 const clockTicks = 100
 
 type cpuSample struct {
-	ok              bool
-	at              time.Time
-	busy, irq, idle float64 // machine-wide, seconds
-	server, self    float64 // seconds
-	serverOK        bool
+	ok                     bool
+	at                     time.Time
+	busy, irq, idle        float64 // machine-wide, seconds
+	server, upstream, self float64 // seconds
+	serverOK, upstreamOK   bool
 }
 
 type cpuUsage struct {
-	ok                                bool
-	serverOK                          bool
-	server, loadgen, other, irq, idle float64 // average cores
+	ok, serverOK, upstreamOK                    bool
+	server, upstream, loadgen, other, irq, idle float64 // average cores
 }
 
 func (u cpuUsage) serverString() string {
@@ -844,7 +903,9 @@ func (u cpuUsage) serverString() string {
 	return fmt.Sprintf("%.2f", u.server)
 }
 
-func sampleCPU(serverPID int) cpuSample {
+// sampleCPU reads the machine's and the processes' CPU times; upstreamPID
+// (the gateway scenario's upstream app) may be 0.
+func sampleCPU(serverPID, upstreamPID int) cpuSample {
 	s := cpuSample{at: time.Now()}
 	raw, err := os.ReadFile("/proc/stat")
 	if err != nil {
@@ -878,6 +939,9 @@ func sampleCPU(serverPID int) cpuSample {
 	}
 	if serverPID > 0 {
 		s.server, s.serverOK = procCPU(strconv.Itoa(serverPID))
+	}
+	if upstreamPID > 0 {
+		s.upstream, s.upstreamOK = procCPU(strconv.Itoa(upstreamPID))
 	}
 	s.ok = true
 	return s
@@ -917,7 +981,11 @@ func (a cpuSample) usage(b cpuSample) cpuUsage {
 	if u.serverOK {
 		u.server = (b.server - a.server) / wall
 	}
-	u.other = max(0, (b.busy-a.busy)/wall-u.loadgen-u.server)
+	u.upstreamOK = a.upstreamOK && b.upstreamOK
+	if u.upstreamOK {
+		u.upstream = (b.upstream - a.upstream) / wall
+	}
+	u.other = max(0, (b.busy-a.busy)/wall-u.loadgen-u.server-u.upstream)
 	u.irq = (b.irq - a.irq) / wall
 	u.idle = (b.idle - a.idle) / wall
 	return u
