@@ -40,6 +40,27 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 		s.writeJSONError(w, r, errServer(err))
 		return
 	}
+	writeJSON(w, http.StatusOK, s.introspectionResponse(info))
+}
+
+// IntrospectAccessToken is RFC 7662 introspection in process, for an API
+// guard in the same Caddy: the response members for an access token this
+// server issued and that is still valid, or {"active": false}. Refresh
+// tokens are never active here: an API must not accept one as an access
+// token.
+func (s *Server) IntrospectAccessToken(ctx context.Context, tok string) (map[string]any, error) {
+	info, err := s.lookupAccessToken(ctx, tok)
+	if errors.Is(err, store.ErrNotFound) {
+		return map[string]any{"active": false}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.introspectionResponse(info), nil
+}
+
+// introspectionResponse is the RFC 7662 §2.2 response for a valid token.
+func (s *Server) introspectionResponse(info *tokenInfo) map[string]any {
 	resp := map[string]any{
 		"active": true, "client_id": info.ClientID, "token_type": "Bearer", "iss": s.issuer,
 		"exp": info.ExpiresAt.Unix(), "iat": info.IssuedAt.Unix(),
@@ -64,7 +85,7 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	if !info.AuthTime.IsZero() {
 		resp["auth_time"] = info.AuthTime.Unix()
 	}
-	writeJSON(w, http.StatusOK, resp)
+	return resp
 }
 
 // lookupAnyToken finds an access or refresh token, trying the hinted kind
