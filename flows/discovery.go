@@ -34,6 +34,7 @@ func (s *Server) metadata() map[string]any {
 		"introspection_endpoint_auth_methods_supported": authMethods[:2],
 		"revocation_endpoint_auth_methods_supported":    authMethods,
 		"code_challenge_methods_supported":              []string{"S256"},
+		"dpop_signing_alg_values_supported":             s.dpop.SupportedAlgs(),
 		"claims_supported": []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash", "sid",
 			"name", "preferred_username", "email", "email_verified", "groups"},
 		"prompt_values_supported":                        []string{"none", "login", "consent", "select_account"},

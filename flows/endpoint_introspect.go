@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/portcullis-gw/portcullis/dpop"
 	"github.com/portcullis-gw/portcullis/store"
 )
 
@@ -84,6 +85,13 @@ func (s *Server) introspectionResponse(info *tokenInfo) map[string]any {
 	}
 	if !info.AuthTime.IsZero() {
 		resp["auth_time"] = info.AuthTime.Unix()
+	}
+	if info.JKT != "" {
+		// RFC 9449 §6.2: the key of a DPoP-bound token; "If the token_type
+		// member is included in the introspection response, it MUST contain
+		// the value DPoP."
+		resp["cnf"] = map[string]any{"jkt": info.JKT}
+		resp["token_type"] = dpop.Scheme
 	}
 	return resp
 }

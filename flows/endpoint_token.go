@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/portcullis-gw/portcullis/dpop"
 	"github.com/portcullis-gw/portcullis/store"
 )
 
@@ -26,6 +27,17 @@ type TokenRequest struct {
 	Form url.Values
 	// HTTP is the underlying request (for its context and headers).
 	HTTP *http.Request
+	// DPoP is the request's verified DPoP proof (RFC 9449 §5), nil when it
+	// had none. A grant binds the tokens it issues to DPoP.JKT.
+	DPoP *dpop.Proof
+}
+
+// dpopJKT is the thumbprint of the request's DPoP key, "" without a proof.
+func (r *TokenRequest) dpopJKT() string {
+	if r.DPoP == nil {
+		return ""
+	}
+	return r.DPoP.JKT
 }
 
 // GrantHandler fulfils one grant type at the token endpoint.
@@ -95,5 +107,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*TokenResponse, 
 	if !client.HasGrantType(gt) {
 		return nil, errUnauthorizedClient("client %s is not allowed the %s grant", client.ID, gt)
 	}
-	return h.Grant(&TokenRequest{Client: client, Form: r.PostForm, HTTP: r})
+	proof, err := s.tokenRequestProof(r)
+	if err != nil {
+		return nil, err
+	}
+	return h.Grant(&TokenRequest{Client: client, Form: r.PostForm, HTTP: r, DPoP: proof})
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/dpop"
 	"github.com/portcullis-gw/portcullis/keys"
 	"github.com/portcullis-gw/portcullis/store"
 )
@@ -22,6 +23,8 @@ type tokenInfo struct {
 	IssuedAt  time.Time
 	ExpiresAt time.Time
 	AuthTime  time.Time
+	// JKT is the thumbprint of the DPoP key an access token is bound to.
+	JKT string
 }
 
 // looksLikeJWT distinguishes our JWTs from our opaque tokens (43-character
@@ -39,7 +42,7 @@ func (s *Server) lookupAccessToken(ctx context.Context, tok string) (*tokenInfo,
 			return nil, err
 		}
 		return &tokenInfo{Kind: "access_token", ClientID: at.ClientID, Subject: at.Subject, Scopes: at.Scopes,
-			Audience: strings.Fields(at.Audience), JTI: at.JTI, IssuedAt: at.IssuedAt, ExpiresAt: at.ExpiresAt}, nil
+			Audience: strings.Fields(at.Audience), JTI: at.JTI, IssuedAt: at.IssuedAt, ExpiresAt: at.ExpiresAt, JKT: at.JKT}, nil
 	}
 	var c accessClaims
 	typ, err := s.keys.Verify(tok, &c)
@@ -65,25 +68,36 @@ func (s *Server) lookupAccessToken(ctx context.Context, tok string) (*tokenInfo,
 	if c.AuthTime != 0 {
 		info.AuthTime = time.Unix(c.AuthTime, 0)
 	}
+	if c.Cnf != nil {
+		if c.Cnf.JKT == "" {
+			return nil, store.ErrNotFound // a binding to nothing: not a token this server issued
+		}
+		info.JKT = c.Cnf.JKT
+	}
 	return info, nil
 }
 
-// bearerToken extracts the access token of a userinfo request (RFC 6750
-// §2.1 header, or §2.2 form body).
-func bearerToken(r *http.Request) (string, error) {
+// bearerToken extracts the access token of a userinfo request and the
+// scheme it came with: RFC 6750 §2.1 header ("Bearer") or RFC 9449 §7.1
+// header ("DPoP"), or RFC 6750 §2.2 form body ("Bearer").
+func bearerToken(r *http.Request) (tok, scheme string, err error) {
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, tok, ok := strings.Cut(h, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
-			return "", errInvalidRequest("the Authorization header must be \"Bearer <token>\"")
+		isBearer, isDPoP := strings.EqualFold(scheme, "Bearer"), strings.EqualFold(scheme, dpop.Scheme)
+		if !ok || !(isBearer || isDPoP) || strings.TrimSpace(tok) == "" {
+			return "", "Bearer", errInvalidRequest("the Authorization header must be \"Bearer <token>\" or \"DPoP <token>\"")
 		}
-		return strings.TrimSpace(tok), nil
+		if isDPoP {
+			return strings.TrimSpace(tok), dpop.Scheme, nil
+		}
+		return strings.TrimSpace(tok), "Bearer", nil
 	}
 	if r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
 		if tok := r.PostForm.Get("access_token"); tok != "" {
-			return tok, nil
+			return tok, "Bearer", nil
 		}
 	}
-	return "", &Error{Code: "", Status: http.StatusUnauthorized, Description: "an access token is required"}
+	return "", "Bearer", &Error{Code: "", Status: http.StatusUnauthorized, Description: "an access token is required"}
 }
 
 // serveUserinfo is OIDC Core §5.3.
@@ -97,27 +111,34 @@ func (s *Server) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 		r.ParseForm()
 	}
-	tok, err := bearerToken(r)
+	tok, scheme, err := bearerToken(r)
+	// RFC 9449 §7.2: the challenge of the scheme the client used carries the
+	// error.
+	fail := func(err error) { s.writeAuthError(w, r, scheme, err) }
 	if err != nil {
-		s.writeBearerError(w, r, err)
+		fail(err)
 		return
 	}
 	info, err := s.lookupAccessToken(r.Context(), tok)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			s.writeBearerError(w, r, errInvalidToken("the access token is invalid, expired or revoked"))
+			fail(errInvalidToken("the access token is invalid, expired or revoked"))
 			return
 		}
-		s.writeBearerError(w, r, errServer(err))
+		fail(errServer(err))
+		return
+	}
+	if err := s.checkPresentation(r, scheme, tok, info); err != nil {
+		s.writeAuthError(w, r, dpop.Scheme, err)
 		return
 	}
 	if !hasScope(info.Scopes, "openid") || info.Subject == "" || info.Subject == info.ClientID {
-		s.writeBearerError(w, r, errInsufficientScope("userinfo needs a user's access token with the openid scope"))
+		fail(errInsufficientScope("userinfo needs a user's access token with the openid scope"))
 		return
 	}
 	user, err := s.store.GetUser(r.Context(), info.Subject)
 	if err != nil || user.Disabled {
-		s.writeBearerError(w, r, errInvalidToken("the user of this token no longer exists"))
+		fail(errInvalidToken("the user of this token no longer exists"))
 		return
 	}
 	claims := userClaims(user, info.Scopes)
@@ -127,9 +148,19 @@ func (s *Server) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 
 // writeBearerError answers a protected-resource request per RFC 6750 §3.
 func (s *Server) writeBearerError(w http.ResponseWriter, r *http.Request, err error) {
+	s.writeAuthError(w, r, "Bearer", err)
+}
+
+// writeAuthError answers a protected-resource request with a challenge of
+// scheme: RFC 6750 §3 for Bearer, RFC 9449 §7.1 for DPoP (which adds the
+// accepted proof algorithms).
+func (s *Server) writeAuthError(w http.ResponseWriter, r *http.Request, scheme string, err error) {
 	oe := asOAuth(err)
 	s.logError(r, oe)
-	challenge := `Bearer realm="` + s.issuer + `"`
+	challenge := scheme + ` realm="` + s.issuer + `"`
+	if scheme == dpop.Scheme {
+		challenge += `, algs="` + strings.Join(s.dpop.SupportedAlgs(), " ") + `"`
+	}
 	if oe.Code != "" {
 		challenge += `, error="` + oe.Code + `", error_description="` + strings.ReplaceAll(oe.Description, `"`, `'`) + `"`
 	}

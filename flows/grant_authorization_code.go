@@ -70,7 +70,7 @@ func (g authorizationCodeGrant) Grant(req *TokenRequest) (*TokenResponse, error)
 	p := issueParams{
 		Client: req.Client, User: user, Scopes: code.Scopes, API: api, GrantID: code.GrantID,
 		AuthTime: code.AuthTime, SessionID: code.SessionID, Nonce: code.Nonce,
-		WithIDToken: hasScope(code.Scopes, "openid"),
+		WithIDToken: hasScope(code.Scopes, "openid"), DPoPJKT: req.dpopJKT(),
 	}
 	return s.issue(ctx, p, grant, s.issuesRefresh(req.Client, code.Scopes), "")
 }

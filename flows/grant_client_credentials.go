@@ -55,5 +55,5 @@ func (g clientCredentialsGrant) Grant(req *TokenRequest) (*TokenResponse, error)
 		}
 		scopes = asked
 	}
-	return s.issue(ctx, issueParams{Client: req.Client, Scopes: scopes, API: api}, nil, false, "")
+	return s.issue(ctx, issueParams{Client: req.Client, Scopes: scopes, API: api, DPoPJKT: req.dpopJKT()}, nil, false, "")
 }

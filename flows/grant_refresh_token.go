@@ -33,6 +33,13 @@ func (g refreshTokenGrant) Grant(req *TokenRequest) (*TokenResponse, error) {
 	if old.ClientID != req.Client.ID {
 		return nil, errInvalidGrant("the refresh token was issued to another client")
 	}
+	// RFC 9449 §5: "The binding MUST be validated when the refresh token is
+	// later presented to get new access tokens. As a result, such a client
+	// MUST present a DPoP proof for the same key that was used to obtain
+	// the refresh token".
+	if old.JKT != "" && req.dpopJKT() != old.JKT {
+		return nil, errInvalidGrant("the refresh token is bound to a DPoP key: send a DPoP proof signed with that key")
+	}
 	// "The requested scope MUST NOT include any scope not originally
 	// granted by the resource owner".
 	scopes := old.Scopes
@@ -63,6 +70,7 @@ func (g refreshTokenGrant) Grant(req *TokenRequest) (*TokenResponse, error) {
 	p := issueParams{
 		Client: req.Client, User: user, Scopes: scopes, GrantedScopes: old.Scopes, API: api, GrantID: old.GrantID,
 		AuthTime: grant.AuthTime, SessionID: grant.SessionID, WithIDToken: hasScope(scopes, "openid"),
+		DPoPJKT: req.dpopJKT(),
 	}
 	resp, err := s.issue(ctx, p, grant, true, old.Digest)
 	if err != nil {

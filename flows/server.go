@@ -21,6 +21,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/portcullis-gw/portcullis/dpop"
 	"github.com/portcullis-gw/portcullis/keys"
 	"github.com/portcullis-gw/portcullis/session"
 	"github.com/portcullis-gw/portcullis/store"
@@ -112,6 +113,12 @@ type Server struct {
 	throttle  *throttle
 	hashSlots chan struct{} // bounds concurrent argon2id runs
 
+	// dpop checks DPoP proofs at the token endpoint and userinfo, whose
+	// URLs (as discovery publishes them) the proofs' htu must name.
+	dpop        *dpop.Verifier
+	tokenURL    *url.URL
+	userinfoURL *url.URL
+
 	discovery atomic.Pointer[[]byte]
 }
 
@@ -154,6 +161,9 @@ func New(cfg Config) (*Server, error) {
 	s.csrf = session.CookieOptions{Name: "portcullis_csrf", Secure: secure}
 	s.throttle = newThrottle(cfg.LoginThrottle, cfg.Now)
 	s.hashSlots = make(chan struct{}, maxConcurrentHashes)
+	s.dpop = &dpop.Verifier{Now: cfg.Now}
+	s.tokenURL, _ = url.Parse(s.url(PathToken))
+	s.userinfoURL, _ = url.Parse(s.url(PathUserinfo))
 	if s.tmpl, err = parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -289,6 +299,8 @@ func cors(h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		w.Header().Set("Access-Control-Allow-Origin", "*")
+		// RFC 9449 §7.1, §8: a browser app reads these only when exposed.
+		w.Header().Set("Access-Control-Expose-Headers", "WWW-Authenticate, DPoP-Nonce")
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 			hdr := w.Header()
 			hdr.Set("Access-Control-Allow-Methods", "GET, POST")

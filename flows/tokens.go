@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/portcullis-gw/portcullis/dpop"
 	"github.com/portcullis-gw/portcullis/store"
 )
 
@@ -41,6 +42,10 @@ type issueParams struct {
 	GrantedScopes []string
 	// WithIDToken asks for an ID token (openid scope and a user).
 	WithIDToken bool
+	// DPoPJKT, when set, is the thumbprint of the token request's DPoP key:
+	// the access token is bound to it, and so is a public client's refresh
+	// token (RFC 9449 §5).
+	DPoPJKT string
 }
 
 // issuedAccess is an access token and what the store needs to track it.
@@ -61,6 +66,8 @@ type accessClaims struct {
 	IssuedAt int64    `json:"iat"`
 	Expiry   int64    `json:"exp"`
 	AuthTime int64    `json:"auth_time,omitempty"`
+	// Cnf binds a DPoP-bound token to its key (RFC 9449 §6.1).
+	Cnf *confirmation `json:"cnf,omitempty"`
 }
 
 func (s *Server) accessAudience(api *store.API) []string {
@@ -89,6 +96,7 @@ func (s *Server) newAccessToken(p issueParams, now time.Time) (*issuedAccess, er
 	rec := &store.AccessToken{
 		GrantID: p.GrantID, ClientID: p.Client.ID, Subject: sub, Scopes: p.Scopes,
 		Audience: strings.Join(s.accessAudience(p.API), " "), JTI: jti, IssuedAt: now, ExpiresAt: exp,
+		JKT: p.DPoPJKT,
 	}
 	if p.API != nil && p.API.TokenFormat == "opaque" {
 		tok := randomToken()
@@ -101,6 +109,9 @@ func (s *Server) newAccessToken(p issueParams, now time.Time) (*issuedAccess, er
 	}
 	if p.User != nil && !p.AuthTime.IsZero() {
 		claims.AuthTime = p.AuthTime.Unix()
+	}
+	if p.DPoPJKT != "" {
+		claims.Cnf = &confirmation{JKT: p.DPoPJKT}
 	}
 	tok, err := s.keys.Sign(claims, "at+jwt")
 	if err != nil {
@@ -201,6 +212,12 @@ func (s *Server) issue(ctx context.Context, p issueParams, grant *store.Grant, r
 		AccessToken: at.token, TokenType: "Bearer", ExpiresIn: int64(at.exp.Sub(now) / time.Second),
 		Scope: strings.Join(p.Scopes, " "),
 	}
+	if p.DPoPJKT != "" {
+		// RFC 9449 §5: "A token_type of DPoP MUST be included in the access
+		// token response to signal to the client that the access token was
+		// bound to its DPoP key".
+		resp.TokenType = dpop.Scheme
+	}
 	if p.WithIDToken && p.User != nil {
 		if resp.IDToken, err = s.newIDToken(p, at.token, now); err != nil {
 			return nil, errServer(err)
@@ -220,6 +237,15 @@ func (s *Server) issue(ctx context.Context, p issueParams, grant *store.Grant, r
 		rt = &store.RefreshToken{
 			Digest: digest(resp.RefreshToken), GrantID: p.GrantID, ClientID: p.Client.ID, Subject: p.User.ID,
 			Scopes: granted, Audience: apiID(p.API), CreatedAt: now, ExpiresAt: exp,
+		}
+		// RFC 9449 §5: "When an authorization server supporting DPoP issues
+		// a refresh token to a public client that presents a valid DPoP
+		// proof at the token endpoint, the refresh token MUST be bound to
+		// the respective public key." Confidential clients' refresh tokens
+		// are not: they are "already sender-constrained" by client
+		// authentication.
+		if p.Client.Public() {
+			rt.JKT = p.DPoPJKT
 		}
 	}
 	switch {

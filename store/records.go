@@ -146,6 +146,11 @@ type RefreshToken struct {
 	Used      bool      `json:"used,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+
+	// JKT, when set, binds the token to a DPoP key (RFC 9449 §5: refresh
+	// tokens of public clients): the RFC 7638 thumbprint the proof of every
+	// refresh request must match.
+	JKT string `json:"jkt,omitempty"`
 }
 
 // SelfContainedPrefix marks an AccessToken record that tracks a JWT access
@@ -165,6 +170,10 @@ type AccessToken struct {
 	JTI       string    `json:"jti"`
 	IssuedAt  time.Time `json:"iat"`
 	ExpiresAt time.Time `json:"expires_at"`
+
+	// JKT, when set, binds the token to a DPoP key (RFC 9449 §6): the
+	// RFC 7638 thumbprint introspection reports as cnf.jkt.
+	JKT string `json:"jkt,omitempty"`
 }
 
 // Consent records the scopes a user allowed a client.

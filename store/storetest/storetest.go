@@ -968,6 +968,37 @@ func testRefreshTokens(t *testing.T, o opener) {
 			}
 		}},
 	}
+	tests = append(tests, subtest{"the DPoP key binding (JKT) is kept by IssueGrant and RotateRefreshToken", func(t *testing.T, f *fixture) {
+		g := newGrant("grant-1", "alice", "app", exp)
+		rt1 := newRefresh("rt-1", g, exp)
+		rt1.JKT = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+		at1 := newAccess("at-1", g, t0.Add(time.Hour))
+		at1.JKT = rt1.JKT
+		ok(t, f.s.IssueGrant(f.ctx, g, rt1, at1), "IssueGrant")
+		got, err := f.s.GetRefreshToken(f.ctx, "rt-1")
+		ok(t, err, "GetRefreshToken")
+		same(t, got, rt1, "bound refresh token")
+		gotAT, err := f.s.GetAccessToken(f.ctx, "at-1")
+		ok(t, err, "GetAccessToken")
+		same(t, gotAT, at1, "bound access token")
+
+		rt2 := newRefresh("rt-2", g, exp)
+		rt2.JKT = rt1.JKT
+		at2 := newAccess("at-2", g, t0.Add(time.Hour))
+		at2.JKT = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+		old, err := f.s.RotateRefreshToken(f.ctx, "rt-1", rt2, at2)
+		ok(t, err, "RotateRefreshToken")
+		same(t, refreshWithoutUsed(old), rt1, "old bound token returned by the rotation")
+		got, err = f.s.GetRefreshToken(f.ctx, "rt-2")
+		ok(t, err, "GetRefreshToken of the rotated token")
+		same(t, got, rt2, "rotated bound refresh token")
+		gotAT, err = f.s.GetAccessToken(f.ctx, "at-2")
+		ok(t, err, "GetAccessToken of the rotation's token")
+		same(t, gotAT, at2, "access token bound to another key")
+		used, err := f.s.GetRefreshToken(f.ctx, "rt-1")
+		is(t, err, store.ErrAlreadyUsed, "GetRefreshToken of the used token")
+		same(t, refreshWithoutUsed(used), rt1, "used bound token")
+	}})
 	// Rotation with and without an access token issued alongside.
 	for _, withAT := range []bool{true, false} {
 		name := "RotateRefreshToken returns the old token and stores the next"
@@ -1214,6 +1245,14 @@ func testAccessTokens(t *testing.T, o opener) {
 			ok(t, f.s.PutAccessToken(f.ctx, newAccess("at-1", g, t0.Add(time.Hour))), "PutAccessToken")
 			_, err := f.s.GetAccessToken(f.ctx, "at-1")
 			is(t, err, store.ErrNotFound, "GetAccessToken")
+		}},
+		{"the DPoP key binding (JKT) of a token without a grant is kept", func(t *testing.T, f *fixture) {
+			cc := newAccess("at-cc", nil, t0.Add(time.Hour))
+			cc.JKT = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+			ok(t, f.s.PutAccessToken(f.ctx, cc), "PutAccessToken")
+			got, err := f.s.GetAccessToken(f.ctx, "at-cc")
+			ok(t, err, "GetAccessToken")
+			same(t, got, cc, "bound client credentials token")
 		}},
 		{"client credentials token (empty GrantID) is independent of grants", func(t *testing.T, f *fixture) {
 			cc := newAccess("at-cc", nil, t0.Add(2*time.Hour))
