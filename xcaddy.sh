@@ -34,6 +34,7 @@ banner() {
   Portcullis demo
   ---------------
   Demo app          http://localhost:8080  (behind the login gateway: sign in as alice / alice)
+  Demo API          http://localhost:8081/items  (behind the API guard: a client-credentials token, see README)
   OpenID Provider   http://localhost:9000
   Discovery         http://localhost:9000/.well-known/openid-configuration
   Demo user         alice / alice

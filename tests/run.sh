@@ -32,8 +32,21 @@ echo "== npm ci (tests/oidcprovider)"
 echo "== go vet"
 go vet ./...
 
-echo "== go test -race (store, flows, keys, session, proxy, caddymodule)"
-go test -race -count=1 ./store/... ./flows/... ./keys/... ./session/... ./proxy/... ./caddymodule/...
+echo "== staticcheck"
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+echo "== go test -race (store, flows, keys, session, proxy, dpop, caddymodule)"
+go test -race -count=1 ./store/... ./flows/... ./keys/... ./session/... ./proxy/... ./dpop/... ./caddymodule/...
+
+# The API guard's and DPoP's parsing and validation paths, fuzzed briefly on
+# every run (their seed corpora also run in go test). Longer on demand:
+#   go test -run '^$' -fuzz FuzzVerifyJWT -fuzztime 10m ./proxy/
+echo "== go test -fuzz (brief: bearer/DPoP header parsing, JWT validation, DPoP proofs)"
+fuzz_time="${PORTCULLIS_FUZZTIME:-5s}"
+go test -run '^$' -fuzz '^FuzzParseAuthorization$' -fuzztime "$fuzz_time" ./proxy/
+go test -run '^$' -fuzz '^FuzzVerifyJWT$' -fuzztime "$fuzz_time" ./proxy/
+go test -run '^$' -fuzz '^FuzzGuardDPoPProof$' -fuzztime "$fuzz_time" ./proxy/
+go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime "$fuzz_time" ./dpop/
 
 echo "== go test ./... (unit, end-to-end with the real binary, interop)"
 go test -count=1 -timeout 20m ./...
