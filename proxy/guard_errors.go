@@ -186,7 +186,9 @@ func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, scheme authScheme
 			fields = append(fields, zap.String("reason", e.reason))
 		}
 		if e.cause != nil {
-			fields = append(fields, zap.Error(e.cause))
+			// Not zap.Error: its key is "error", the code's, and a JSON
+			// log with the key twice keeps only one of them.
+			fields = append(fields, zap.NamedError("cause", e.cause))
 		}
 		ce.Write(fields...)
 	}

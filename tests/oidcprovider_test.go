@@ -3,7 +3,8 @@ package tests
 // An external OpenID Provider for the end-to-end tests: panva's certified
 // oidc-provider (npm, v9), run by tests/oidcprovider/server.mjs, for the
 // tests of Portcullis' login gateway (oidc_login), which signs browsers in
-// against an upstream provider.
+// against an upstream provider, and of the API guard (bearer_auth), which
+// accepts the access tokens it issues (guard_external_test.go).
 //
 //	op := StartOIDCProvider(t, []map[string]any{{
 //		"client_id": "portcullis", "client_secret": "s3cret",
@@ -27,6 +28,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -142,8 +144,10 @@ func StartOIDCProvider(t *testing.T, clients []map[string]any, accounts map[stri
 // authorization responses with an ID token too), REQUIRE_PAR=true (pushed
 // authorization requests required of every client) or
 // CONFORM_ID_TOKEN_CLAIMS=true (scope claims only in userinfo when an
-// access token is issued). The same variables in go test's own
-// environment are ignored.
+// access token is issued); for APIs, RESOURCE_SERVERS_JSON (resource
+// indicator -> scope, jwt or opaque format, signing alg),
+// CLIENT_CREDENTIALS=true and REVOCATION=true. The same variables in go
+// test's own environment are ignored.
 func StartOIDCProviderWithEnv(t *testing.T, clients []map[string]any, accounts map[string]map[string]any, env map[string]string) *ExternalOP {
 	t.Helper()
 	node, err := exec.LookPath("node")
@@ -208,13 +212,20 @@ func StartOIDCProviderWithEnv(t *testing.T, clients []map[string]any, accounts m
 			return op
 		}
 		lastLogs = op.Logs()
-		if !strings.Contains(lastLogs, "EADDRINUSE") {
+		// Another process may take the port between freePort and node's
+		// bind; and on a loaded machine node has been seen to stall at
+		// start-up once in a long while: both are worth another try.
+		if !strings.Contains(lastLogs, "EADDRINUSE") && !errors.Is(err, errOPNotReady) {
 			t.Fatalf("starting oidc-provider: %v\noutput:\n%s", err, lastLogs)
 		}
+		t.Logf("starting oidc-provider, attempt %d: %v; retrying", attempt+1, err)
 	}
-	t.Fatalf("starting oidc-provider: no free port after 3 attempts\noutput:\n%s", lastLogs)
+	t.Fatalf("starting oidc-provider: not ready after 3 attempts\noutput:\n%s", lastLogs)
 	return nil
 }
+
+// errOPNotReady is start's error when server.mjs did not say READY in time.
+var errOPNotReady = errors.New("oidc-provider did not become ready")
 
 // start runs server.mjs and waits for its READY line.
 func (op *ExternalOP) start(node, dir string, env []string) error {
@@ -259,7 +270,7 @@ func (op *ExternalOP) start(node, dir string, env []string) error {
 		return fmt.Errorf("node server.mjs exited before it was ready: %v", op.waitErr)
 	case <-timer.C:
 		op.stop()
-		return fmt.Errorf("no %q line within %s", want, opReadyTimeout)
+		return fmt.Errorf("%w: no %q line within %s", errOPNotReady, want, opReadyTimeout)
 	}
 }
 
@@ -268,6 +279,7 @@ func (op *ExternalOP) start(node, dir string, env []string) error {
 var opServerVars = []string{
 	"PORT", "ISSUER", "CLIENTS_JSON", "ACCOUNTS_JSON", "ACCESS_TOKEN_TTL", "ROTATE_REFRESH_TOKENS",
 	"ISS_WITH_ID_TOKEN", "REQUIRE_PAR", "CONFORM_ID_TOKEN_CLAIMS",
+	"RESOURCE_SERVERS_JSON", "CLIENT_CREDENTIALS", "REVOCATION",
 }
 
 // opInheritedEnv is the environment of go test without opServerVars.

@@ -16,7 +16,8 @@
 //                  email_verified, name, preferred_username, groups, ...);
 //                  default {}. The account's subject is its `sub` claim,
 //                  or the login id when it has none.
-//   ACCESS_TOKEN_TTL  access token lifetime in seconds; default 3600.
+//   ACCESS_TOKEN_TTL  access token lifetime in seconds (client_credentials
+//                  tokens too); default 3600.
 //   ROTATE_REFRESH_TOKENS  "true" to issue a new refresh token with every
 //                  refresh; default: oidc-provider's policy, which keeps a
 //                  confidential client's refresh token until 70% of its
@@ -34,6 +35,27 @@
 //                  the userinfo response only when an access token is
 //                  issued, as OIDC Core 5.4 says; default false: ID tokens
 //                  carry every claim the granted scopes allow.
+//   RESOURCE_SERVERS_JSON  JSON object: resource indicator (RFC 8707) ->
+//                  { "scope": "<space-separated scopes>", "format": "jwt" |
+//                  "opaque", "alg": "ES256" | "RS256" (JWT signing; default
+//                  ES256), "audience": <aud; default the indicator>,
+//                  "accessTokenTTL": <seconds> }. A token request with
+//                  resource=<indicator> gets an access token for that API:
+//                  its aud, only the requested scopes the API has, a JWT
+//                  (RFC 9068, typ at+jwt) or an opaque token (introspect it
+//                  at /token/introspection). Any other indicator is
+//                  invalid_target. Default {}: every resource parameter is
+//                  invalid_target, as oidc-provider's default.
+//   CLIENT_CREDENTIALS  "true" to enable the client_credentials grant
+//                  (clients registered with that grant type); default off.
+//   REVOCATION     "true" to enable the revocation endpoint (RFC 7009) at
+//                  /token/revocation: a client revokes its own tokens;
+//                  default off.
+//
+// Always on: introspection at /token/introspection for any authenticated
+// client, and DPoP (RFC 9449, oidc-provider's default, without nonces): a
+// token request with a DPoP proof gets a DPoP-bound access token (JWT with
+// cnf.jkt; introspection answers with cnf.jkt).
 //
 // On success it prints exactly one line "READY <issuer>" on stdout; any other
 // output goes to stderr: oidc-provider's notices, request errors, and one
@@ -44,7 +66,7 @@
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 function fatal(msg) {
   console.error(`oidc-provider test server: ${msg}`);
@@ -76,6 +98,33 @@ const conformIdTokenClaims = process.env.CONFORM_ID_TOKEN_CLAIMS === 'true';
 const requirePAR = process.env.REQUIRE_PAR === 'true';
 const rotateRefreshTokens = process.env.ROTATE_REFRESH_TOKENS === 'true';
 const issWithIdToken = process.env.ISS_WITH_ID_TOKEN === 'true';
+const clientCredentials = process.env.CLIENT_CREDENTIALS === 'true';
+const revocation = process.env.REVOCATION === 'true';
+const resourceServers = parseJSON('RESOURCE_SERVERS_JSON', {});
+if (resourceServers === null || typeof resourceServers !== 'object' || Array.isArray(resourceServers)) {
+  fatal('RESOURCE_SERVERS_JSON must be a JSON object');
+}
+// oidc-provider's resource server information, by resource indicator.
+const resourceServerInfo = new Map();
+for (const [indicator, rs] of Object.entries(resourceServers)) {
+  const where = `RESOURCE_SERVERS_JSON["${indicator}"]`;
+  if (rs === null || typeof rs !== 'object') fatal(`${where} must be an object`);
+  if (typeof rs.scope !== 'string') fatal(`${where}.scope must be a string of space-separated scopes`);
+  const format = rs.format ?? 'jwt';
+  if (!['jwt', 'opaque'].includes(format)) fatal(`${where}.format must be "jwt" or "opaque"`);
+  const alg = rs.alg ?? 'ES256';
+  if (!['ES256', 'RS256'].includes(alg)) fatal(`${where}.alg must be ES256 or RS256 (the provider's keys)`);
+  if (rs.accessTokenTTL !== undefined && (!Number.isInteger(rs.accessTokenTTL) || rs.accessTokenTTL <= 0)) {
+    fatal(`${where}.accessTokenTTL must be a positive number of seconds`);
+  }
+  resourceServerInfo.set(indicator, {
+    scope: rs.scope,
+    audience: rs.audience ?? indicator,
+    accessTokenFormat: format,
+    ...(rs.accessTokenTTL ? { accessTokenTTL: rs.accessTokenTTL } : {}),
+    ...(format === 'jwt' ? { jwt: { sign: { alg } } } : {}),
+  });
+}
 const accessTokenTTL = process.env.ACCESS_TOKEN_TTL ? Number(process.env.ACCESS_TOKEN_TTL) : 3600;
 if (!Number.isInteger(accessTokenTTL) || accessTokenTTL <= 0) {
   fatal(`ACCESS_TOKEN_TTL must be a positive number of seconds, got ${JSON.stringify(process.env.ACCESS_TOKEN_TTL)}`);
@@ -169,6 +218,18 @@ const configuration = {
     backchannelLogout: { enabled: true },
     rpInitiatedLogout: { enabled: true },
     introspection: { enabled: true, allowedPolicy: async () => true },
+    revocation: { enabled: revocation },
+    clientCredentials: { enabled: clientCredentials },
+    // Access tokens for the APIs of RESOURCE_SERVERS_JSON (RFC 8707); a
+    // request without a resource parameter gets what it got before.
+    resourceIndicators: {
+      enabled: true,
+      getResourceServerInfo: async (_ctx, indicator) => {
+        const info = resourceServerInfo.get(indicator);
+        if (!info) throw new errors.InvalidTarget(`unknown resource indicator ${indicator}`);
+        return structuredClone(info);
+      },
+    },
     claimsParameter: { enabled: true },
     // Signed request objects (JAR, RFC 9101), by value or pushed; a client
     // registered with require_signed_request_object must use them.
@@ -221,6 +282,7 @@ const configuration = {
   },
   ttl: {
     AccessToken: accessTokenTTL,
+    ClientCredentials: accessTokenTTL,
     AuthorizationCode: 120,
     IdToken: 3600,
     Interaction: 3600,
@@ -334,6 +396,7 @@ for (const event of [
   'server_error', 'authorization.error', 'grant.error', 'end_session.error',
   'backchannel.error', 'introspection.error', 'userinfo.error',
   'pushed_authorization_request.error', 'discovery.error', 'jwks.error',
+  'revocation.error',
 ]) {
   provider.on(event, (ctx, err, ...rest) => {
     const e = err instanceof Error ? err : rest.find((x) => x instanceof Error) ?? err;
