@@ -155,7 +155,10 @@ func (h *BearerAuth) Provision(ctx caddy.Context) error {
 	if h.DPoPNonce {
 		cfg.DPoP = &dpop.Verifier{Nonces: dpop.NewNonceSource(5 * time.Minute)}
 	}
-	if srv := h.embeddedServer(ctx); srv != nil {
+	// An explicit introspection endpoint or client is the user's choice of
+	// HTTP introspection; otherwise this Caddy's own server answers in
+	// process.
+	if srv := h.embeddedServer(ctx); srv != nil && h.IntrospectionEndpoint == "" && h.ClientID == "" {
 		cfg.Introspector = inProcessIntrospector{srv}
 		h.logger.Info("opaque tokens of the embedded authorization server are introspected in process", zap.String("issuer", h.Issuer))
 	}

@@ -4,8 +4,10 @@
 # ports with the bench Caddyfile (the embedded authorization server, and for
 # the gateway scenario an oidc_login + reverse_proxy site and a plain
 # reverse_proxy site in front of a trivial upstream app that the load
-# generator serves), runs the load generator's scenarios and prints the
-# results table, then stops the server and the upstream (on any exit).
+# generator serves; for the guard scenario an API site with bearer_auth
+# routes to the same upstream, and a second Caddy whose bearer_auth
+# introspects over HTTP), runs the load generator's scenarios and prints the
+# results table, then stops the servers and the upstream (on any exit).
 #
 # Environment:
 #   BENCH_SECONDS      measured seconds per scenario (default 10)
@@ -13,19 +15,27 @@
 #   BENCH_CONCURRENCY  closed-loop workers (default 64)
 #   BENCH_SCENARIO     all (default), or a comma-separated list of
 #                      client_credentials, authcode_roundtrip, jwks, discovery,
-#                      gateway
-#   BENCH_ROUNDS       gateway: rounds each side's measured time is split
-#                      into, alternating the order of the sides (default 20)
+#                      gateway, guard
+#   BENCH_ROUNDS       gateway, guard: rounds each side's measured time is
+#                      split into, alternating the order of the sides
+#                      (default 20)
 #   BENCH_LATENCY_SECONDS, BENCH_LATENCY_CONCURRENCY
-#                      gateway: the low-concurrency latency phase, seconds
-#                      per side and workers (default 5 and 1; 0 s skips it)
+#                      gateway, guard: the low-concurrency latency phase,
+#                      seconds per side and workers (default 5 and 1; 0 s
+#                      skips it)
 #   BENCH_SERVER_SESSIONS=0
 #                      gateway: leave out the oidc_login site with
 #                      server-side (bbolt) sessions
+#   BENCH_COLD_TOKENS  guard: fresh tokens per route whose first request
+#                      (a cache miss) is timed (default 500; 0 skips it)
+#   BENCH_HTTP_INTROSPECTION=0
+#                      guard: do not start the second Caddy (bearer_auth
+#                      introspecting over HTTP)
 #   BENCH_SWEEP=1      also run client_credentials at 32, 64 and 128 workers
 #   BENCH_PROFILE=1    also take a 5 s CPU profile of the server under
-#                      client_credentials, authcode_roundtrip and gateway
-#                      load and print the top of `go tool pprof -top`
+#                      client_credentials, authcode_roundtrip, gateway and
+#                      guard load (only the ones BENCH_SCENARIO names, if
+#                      it is a list) and print the top of `go tool pprof -top`
 #   BENCH_KEEP=1       keep the temporary directory (Caddyfile, caddy.log,
 #                      profiles) instead of deleting it
 #
@@ -42,25 +52,38 @@ SCENARIO="${BENCH_SCENARIO:-all}"
 ROUNDS="${BENCH_ROUNDS:-20}"
 LAT_SECONDS="${BENCH_LATENCY_SECONDS:-5}"
 LAT_CONC="${BENCH_LATENCY_CONCURRENCY:-1}"
+COLD_TOKENS="${BENCH_COLD_TOKENS:-500}"
+# The second Caddy is needed by the guard scenario only.
+HTTP_INTROSPECTION=0
+case ",$SCENARIO," in
+*,all,* | *,guard,*) HTTP_INTROSPECTION="${BENCH_HTTP_INTROSPECTION:-1}" ;;
+esac
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/portcullis-bench.XXXXXX")"
 CADDY_PID=""
+CADDY2_PID=""
 UPSTREAM_PID=""
+# stop_caddy stops one of the Caddy processes this script started, by pid.
+stop_caddy() {
+	local pid=$1
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 1 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	fi
+}
 cleanup() {
 	local rc=$?
 	if [ -n "$UPSTREAM_PID" ] && kill -0 "$UPSTREAM_PID" 2>/dev/null; then
 		kill -TERM "$UPSTREAM_PID" 2>/dev/null || true
 		wait "$UPSTREAM_PID" 2>/dev/null || true
 	fi
-	if [ -n "$CADDY_PID" ] && kill -0 "$CADDY_PID" 2>/dev/null; then
-		kill -TERM "$CADDY_PID" 2>/dev/null || true
-		for _ in $(seq 1 50); do
-			kill -0 "$CADDY_PID" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$CADDY_PID" 2>/dev/null || true
-		wait "$CADDY_PID" 2>/dev/null || true
-	fi
+	stop_caddy "$CADDY2_PID"
+	stop_caddy "$CADDY_PID"
 	if [ "${BENCH_KEEP:-0}" = 1 ]; then
 		echo "== kept $WORK"
 	else
@@ -78,12 +101,15 @@ echo "== building caddy + portcullis and the load generator into $WORK"
 
 # The authorization server, the admin endpoint, the gateway site (cookie
 # sessions), the plain reverse_proxy site, the gateway site with server-side
-# sessions, and the upstream app.
-read -r PORT ADMIN_PORT APP_PORT PLAIN_PORT SRV_PORT UP_PORT <<<"$("$WORK/loadgen" -free-ports 6 | tr '\n' ' ')"
+# sessions, the upstream app, the API site (bearer_auth), and the second
+# Caddy's admin endpoint and site (bearer_auth introspecting over HTTP).
+read -r PORT ADMIN_PORT APP_PORT PLAIN_PORT SRV_PORT UP_PORT API_PORT ADMIN2_PORT INTRO_PORT <<<"$("$WORK/loadgen" -free-ports 9 | tr '\n' ' ')"
 BASE="http://127.0.0.1:$PORT"
 APP="http://127.0.0.1:$APP_PORT"
 PLAIN="http://127.0.0.1:$PLAIN_PORT"
 SRV="http://127.0.0.1:$SRV_PORT"
+API="http://127.0.0.1:$API_PORT"
+INTRO="http://127.0.0.1:$INTRO_PORT"
 UPSTREAM="127.0.0.1:$UP_PORT"
 # Caddy keeps 32 idle upstream connections per host by default: fewer than
 # the workers, so both sides would redial most requests and the dials would
@@ -114,6 +140,12 @@ cat >"$WORK/Caddyfile" <<EOF
 			secret backend-secret
 			grant_types client_credentials
 			api_access https://api.example.com read:items
+			api_access https://opaque.example.com read:items
+		}
+		client api-guard {
+			name "Bench API guard (introspection)"
+			secret api-guard-secret
+			grant_types client_credentials
 		}
 		client gateway {
 			name "Bench App"
@@ -123,6 +155,10 @@ cat >"$WORK/Caddyfile" <<EOF
 		}
 		api https://api.example.com {
 			scopes read:items
+		}
+		api https://opaque.example.com {
+			scopes read:items
+			token_format opaque
 		}
 	}
 }
@@ -182,6 +218,63 @@ $SRV {
 		}
 	}
 }
+$API {
+	bind 127.0.0.1
+	log {
+		output discard
+	}
+	handle /jwt/* {
+		bearer_auth read:items {
+			issuer $BASE
+			audience https://api.example.com
+		}
+		reverse_proxy $UPSTREAM {
+			transport http {
+				keepalive_idle_conns_per_host $UP_IDLE
+			}
+		}
+	}
+	handle /opaque/* {
+		bearer_auth read:items {
+			issuer $BASE
+			audience https://opaque.example.com
+		}
+		reverse_proxy $UPSTREAM {
+			transport http {
+				keepalive_idle_conns_per_host $UP_IDLE
+			}
+		}
+	}
+}
+EOF
+
+# The second Caddy has no authorization server of its own, so its
+# bearer_auth introspects the embedded server's opaque tokens over HTTP, as
+# an API on another host would. (In the first Caddy, a bearer_auth whose
+# issuer is the embedded server introspects in process, whatever
+# introspection_endpoint says.)
+cat >"$WORK/Caddyfile.introspect" <<EOF
+{
+	admin 127.0.0.1:$ADMIN2_PORT
+}
+$INTRO {
+	bind 127.0.0.1
+	log {
+		output discard
+	}
+	bearer_auth read:items {
+		issuer $BASE
+		audience https://opaque.example.com
+		introspection_endpoint $BASE/oauth/introspect
+		client_id api-guard
+		client_secret api-guard-secret
+	}
+	reverse_proxy $UPSTREAM {
+		transport http {
+			keepalive_idle_conns_per_host $UP_IDLE
+		}
+	}
+}
 EOF
 
 echo "== starting the upstream app on $UPSTREAM"
@@ -199,13 +292,29 @@ if ! "$WORK/loadgen" -base "$BASE" -wait 60; then
 	tail -n 30 "$WORK/caddy.log" >&2
 	exit 1
 fi
-echo "== ready ($(nproc) CPUs shared by the server and the load generator)"
 
 GATEWAY_FLAGS=(-app-base "$APP" -plain-base "$PLAIN" -upstream-pid "$UPSTREAM_PID"
-	-rounds "$ROUNDS" -latency-seconds "$LAT_SECONDS" -latency-concurrency "$LAT_CONC")
+	-rounds "$ROUNDS" -latency-seconds "$LAT_SECONDS" -latency-concurrency "$LAT_CONC"
+	-api-base "$API" -cold-tokens "$COLD_TOKENS")
 if [ "${BENCH_SERVER_SESSIONS:-1}" != 0 ]; then
 	GATEWAY_FLAGS+=(-server-session-base "$SRV")
 fi
+
+if [ "$HTTP_INTROSPECTION" = 1 ]; then
+	echo "== starting a second caddy on $INTRO (admin 127.0.0.1:$ADMIN2_PORT): bearer_auth introspecting over HTTP"
+	mkdir -p "$WORK/home2" "$WORK/xdg2/data" "$WORK/xdg2/config" "$WORK/xdg2/cache"
+	HOME="$WORK/home2" XDG_DATA_HOME="$WORK/xdg2/data" XDG_CONFIG_HOME="$WORK/xdg2/config" XDG_CACHE_HOME="$WORK/xdg2/cache" \
+		"$WORK/caddy" run --config "$WORK/Caddyfile.introspect" --adapter caddyfile >"$WORK/caddy-introspect.log" 2>&1 &
+	CADDY2_PID=$!
+	if ! "$WORK/loadgen" -wait 60 -wait-site "$INTRO/"; then
+		echo "== the second caddy did not become ready; last lines of its log:" >&2
+		tail -n 30 "$WORK/caddy-introspect.log" >&2
+		exit 1
+	fi
+	GATEWAY_FLAGS+=(-introspect-base "$INTRO" -introspect-pid "$CADDY2_PID")
+fi
+echo "== ready ($(nproc) CPUs shared by the servers and the load generator)"
+
 loadgen() { "$WORK/loadgen" -base "$BASE" -server-pid "$CADDY_PID" -seconds "$SECONDS_PER" -warmup "$WARMUP" "${GATEWAY_FLAGS[@]}" "$@"; }
 
 if [ "${BENCH_SWEEP:-0}" = 1 ]; then
@@ -216,7 +325,9 @@ if [ "${BENCH_SWEEP:-0}" = 1 ]; then
 fi
 
 if [ "${BENCH_PROFILE:-0}" = 1 ]; then
-	for sc in client_credentials authcode_roundtrip gateway; do
+	for sc in client_credentials authcode_roundtrip gateway guard; do
+		# With a list of scenarios, profile only those.
+		case ",$SCENARIO," in *,all,* | *,"$sc",*) ;; *) continue ;; esac
 		# Profile the middle of the run: after warm-up and worker setup.
 		prof_secs=$(awk -v s="$SECONDS_PER" 'BEGIN { p = (s > 7) ? 5 : int(s / 2); if (p < 1) p = 1; print p }')
 		echo "== profiling the server under $sc (${prof_secs}s CPU profile)"
@@ -228,8 +339,11 @@ if [ "${BENCH_PROFILE:-0}" = 1 ]; then
 			kill -0 "$lg" 2>/dev/null || break
 			sleep 0.1
 		done
-		# The gateway scenario warms each of its 3 or 4 sides up in turn.
-		sleep "$(awk -v w="$WARMUP" -v g="$([ "$sc" = gateway ] && echo 4 || echo 1)" 'BEGIN { print w * g + 0.5 }')"
+		# The gateway and guard scenarios warm each of their 3 or 4 sides
+		# up in turn.
+		sides=1
+		case "$sc" in gateway | guard) sides=4 ;; esac
+		sleep "$(awk -v w="$WARMUP" -v g="$sides" 'BEGIN { print w * g + 0.5 }')"
 		if curl -fsS -o "$WORK/cpu-$sc.pprof" \
 			"http://127.0.0.1:$ADMIN_PORT/debug/pprof/profile?seconds=$prof_secs"; then
 			go tool pprof -top -nodecount=25 "$WORK/caddy" "$WORK/cpu-$sc.pprof" 2>/dev/null | sed -n '4,40p'
@@ -248,8 +362,10 @@ set +e
 loadgen -concurrency "$CONC" -scenario "$SCENARIO"
 status=$?
 set -e
-if grep -qiE '"level":"(error|fatal)"|panic' "$WORK/caddy.log"; then
-	echo "== caddy logged errors:" >&2
-	grep -iE '"level":"(error|fatal)"|panic' "$WORK/caddy.log" | tail -n 10 >&2
-fi
+for log in "$WORK/caddy.log" "$WORK/caddy-introspect.log"; do
+	if [ -f "$log" ] && grep -qiE '"level":"(error|fatal)"|panic' "$log"; then
+		echo "== $(basename "$log") has errors:" >&2
+		grep -iE '"level":"(error|fatal)"|panic' "$log" | tail -n 10 >&2
+	fi
+done
 exit "$status"

@@ -420,51 +420,15 @@ func (lg *loadgen) runGateway(concurrency int, warmup, dur time.Duration, server
 	}
 
 	phase := func(conc int, total time.Duration, suffix string) []*result {
+		names := make([]string, len(sides))
 		ops := make([]func(context.Context) error, len(sides))
 		for i, s := range sides {
+			names[i] = s.name + suffix
 			ops[i] = lg.gatewayOp(s, send[i])
 		}
-		if warmup > 0 {
-			for _, op := range ops {
-				lg.measure(op, conc, 0, warmup, serverPID)
-			}
-		}
-		rounds := max(gwOpts.rounds, 1)
-		per := total / time.Duration(rounds)
-		out := make([]*result, len(sides))
-		for i, s := range sides {
-			out[i] = &result{name: s.name + suffix, unit: "requests", concurrency: conc}
-		}
-		for round := range rounds {
-			order := make([]int, len(sides))
-			for i := range order {
-				order[i] = i
-			}
-			if round%2 == 1 {
-				slices.Reverse(order)
-			}
-			for _, i := range order {
-				r := lg.measure(ops[i], conc, 0, per, serverPID)
-				out[i].merge(r)
-				out[i].rounds = append(out[i].rounds, r)
-			}
-		}
-		for _, r := range out {
-			slices.Sort(r.lat)
-		}
+		out := lg.alternate(names, ops, conc, warmup, total, serverPID)
 		judge(out, suffix != "")
-		var b strings.Builder
-		for _, r := range out[1:] {
-			fmt.Fprintf(&b, " %s:", strings.TrimPrefix(r.name, "gateway_"))
-			for k := range r.rounds {
-				fmt.Fprintf(&b, " %.0f%%", 100*r.roundRatio(k))
-			}
-			b.WriteString(";")
-		}
-		fmt.Printf("  %-20s concurrency %d, %d rounds of %s per side; throughput ratio to plain per round:%s\n", "gateway"+suffix, conc, rounds, per, strings.TrimSuffix(b.String(), ";"))
-		for _, r := range out {
-			printLine(r)
-		}
+		printRounds("gateway"+suffix, "gateway_", out)
 		return out
 	}
 
@@ -487,6 +451,73 @@ func (lg *loadgen) runGateway(concurrency int, warmup, dur time.Duration, server
 	}
 	printGatewaySummary(results)
 	return results
+}
+
+// alternate measures the sides side by side: after a warm-up of each, it
+// runs every side for total in all at conc workers, split into rounds that
+// alternate the order (A B C, C B A, A B C, …), so that drift (another
+// process starting, the CPU clocking down) falls on every side. It returns
+// a row per side, named names[i], with its rounds in order.
+func (lg *loadgen) alternate(names []string, ops []func(context.Context) error, conc int, warmup, total time.Duration, serverPID int) []*result {
+	if warmup > 0 {
+		for _, op := range ops {
+			lg.measure(op, conc, 0, warmup, serverPID)
+		}
+	}
+	rounds := max(gwOpts.rounds, 1)
+	per := total / time.Duration(rounds)
+	out := make([]*result, len(ops))
+	for i := range ops {
+		out[i] = &result{name: names[i], unit: "requests", concurrency: conc}
+	}
+	for round := range rounds {
+		order := make([]int, len(ops))
+		for i := range order {
+			order[i] = i
+		}
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, i := range order {
+			r := lg.measure(ops[i], conc, 0, per, serverPID)
+			out[i].merge(r)
+			out[i].rounds = append(out[i].rounds, r)
+		}
+	}
+	for _, r := range out {
+		slices.Sort(r.lat)
+	}
+	return out
+}
+
+// printRounds prints each round's throughput ratio to the row's base (the
+// rows are judged, so their base is set; the first row's is the one named
+// in the heading, others are named) and every row's line.
+func printRounds(label, trimPrefix string, out []*result) {
+	var b strings.Builder
+	for _, r := range out[1:] {
+		if r.base == nil {
+			continue
+		}
+		name := strings.TrimPrefix(r.name, trimPrefix)
+		if r.base != out[0] {
+			name += " (to " + strings.TrimPrefix(r.base.name, trimPrefix) + ")"
+		}
+		fmt.Fprintf(&b, " %s:", name)
+		for k := range r.rounds {
+			fmt.Fprintf(&b, " %.0f%%", 100*r.roundRatio(k))
+		}
+		b.WriteString(";")
+	}
+	per := time.Duration(0)
+	if len(out[0].rounds) > 0 {
+		per = out[0].elapsed / time.Duration(len(out[0].rounds))
+	}
+	fmt.Printf("  %-20s concurrency %d, %d rounds of %s per side; throughput ratio to %s per round:%s\n",
+		label, out[0].concurrency, len(out[0].rounds), per, strings.TrimPrefix(out[0].name, trimPrefix), strings.TrimSuffix(b.String(), ";"))
+	for _, r := range out {
+		printLine(r)
+	}
 }
 
 // judge sets the gateway rows' target and verdict against the plain row
@@ -590,22 +621,7 @@ func (r *result) serverMicros() string {
 }
 
 func printGatewaySummary(rs []*result) {
-	fmt.Println()
-	fmt.Println("gateway: oidc_login + reverse_proxy against reverse_proxy alone (same upstream, same workers, same run)")
-	fmt.Printf("  %-28s %4s %10s %13s %9s %9s %21s %21s %8s  %s\n", "", "conc", "throughput", "ratio", "p50", "p99",
-		"added p50", "added p99", "srv µs/req", "result")
-	fmt.Printf("  %-28s %4s %10s %13s %9s %9s %21s %21s %8s\n", "", "", "", "all  median", "", "", "all    median", "all    median", "")
-	addedMs := func(d time.Duration) string { return fmt.Sprintf("%+.3f", float64(d)/float64(time.Millisecond)) }
-	for _, r := range rs {
-		ratio, a50, a99 := "", "", ""
-		if r.base != nil {
-			ratio = fmt.Sprintf("%.1f%% %5.1f%%", 100*r.ratio(), 100*r.medianRatio())
-			a50 = fmt.Sprintf("%s %s ms", addedMs(r.addedP(.50)), addedMs(r.medianAdded(.50)))
-			a99 = fmt.Sprintf("%s %s ms", addedMs(r.addedP(.99)), addedMs(r.medianAdded(.99)))
-		}
-		fmt.Printf("  %-28s %4d %8.0f/s %13s %9s %9s %21s %21s %10s  %s\n", r.name, r.concurrency, r.rate(), ratio,
-			ms(r.pct(.50)), ms(r.pct(.99)), a50, a99, r.serverMicros(), r.verdict)
-	}
+	printSideBySide("gateway: oidc_login + reverse_proxy against reverse_proxy alone (same upstream, same workers, same run)", rs)
 	// The same comparison against plain without the session cookie: what
 	// carrying the session in a cookie costs on top.
 	var nocookie *result
@@ -630,6 +646,32 @@ func printGatewaySummary(rs []*result) {
 	fmt.Println("srv µs/req is the server's CPU time per request.")
 }
 
+// addedMs renders a latency difference in milliseconds with its sign.
+func addedMs(d time.Duration) string {
+	return fmt.Sprintf("%+.3f", float64(d)/float64(time.Millisecond))
+}
+
+// printSideBySide prints a side-by-side scenario's rows: throughput, its
+// ratio to the row's base, latency and the latency added to the base's,
+// each over the whole run and as the median over the rounds.
+func printSideBySide(title string, rs []*result) {
+	fmt.Println()
+	fmt.Println(title)
+	fmt.Printf("  %-28s %4s %10s %13s %9s %9s %21s %21s %8s  %s\n", "", "conc", "throughput", "ratio", "p50", "p99",
+		"added p50", "added p99", "srv µs/req", "result")
+	fmt.Printf("  %-28s %4s %10s %13s %9s %9s %21s %21s %8s\n", "", "", "", "all  median", "", "", "all    median", "all    median", "")
+	for _, r := range rs {
+		ratio, a50, a99 := "", "", ""
+		if r.base != nil {
+			ratio = fmt.Sprintf("%.1f%% %5.1f%%", 100*r.ratio(), 100*r.medianRatio())
+			a50 = fmt.Sprintf("%s %s ms", addedMs(r.addedP(.50)), addedMs(r.medianAdded(.50)))
+			a99 = fmt.Sprintf("%s %s ms", addedMs(r.addedP(.99)), addedMs(r.medianAdded(.99)))
+		}
+		fmt.Printf("  %-28s %4d %8.0f/s %13s %9s %9s %21s %21s %10s  %s\n", r.name, r.concurrency, r.rate(), ratio,
+			ms(r.pct(.50)), ms(r.pct(.99)), a50, a99, r.serverMicros(), r.verdict)
+	}
+}
+
 // merge adds a round's figures to r (latencies unsorted until the end).
 func (r *result) merge(o *result) {
 	if r.setupErr == nil {
@@ -639,7 +681,8 @@ func (r *result) merge(o *result) {
 	if o.cpu.ok && (r.cpu.ok || w0 == 0) && w0+w1 > 0 {
 		avg := func(a, b float64) float64 { return (a*w0 + b*w1) / (w0 + w1) }
 		r.cpu = cpuUsage{ok: true, serverOK: o.cpu.serverOK && (w0 == 0 || r.cpu.serverOK), upstreamOK: o.cpu.upstreamOK && (w0 == 0 || r.cpu.upstreamOK),
-			server: avg(r.cpu.server, o.cpu.server), upstream: avg(r.cpu.upstream, o.cpu.upstream), loadgen: avg(r.cpu.loadgen, o.cpu.loadgen),
+			peerOK: o.cpu.peerOK && (w0 == 0 || r.cpu.peerOK),
+			server: avg(r.cpu.server, o.cpu.server), upstream: avg(r.cpu.upstream, o.cpu.upstream), peer: avg(r.cpu.peer, o.cpu.peer), loadgen: avg(r.cpu.loadgen, o.cpu.loadgen),
 			other: avg(r.cpu.other, o.cpu.other), irq: avg(r.cpu.irq, o.cpu.irq), idle: avg(r.cpu.idle, o.cpu.idle)}
 	}
 	r.ok += o.ok

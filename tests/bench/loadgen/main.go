@@ -132,18 +132,23 @@ func main() {
 	seconds := flag.Float64("seconds", 10, "measured duration of each scenario, in seconds")
 	warmup := flag.Float64("warmup", 1, "untimed warm-up before each scenario, in seconds")
 	concurrency := flag.Int("concurrency", 64, "closed-loop workers (and idle keep-alive connections)")
-	only := flag.String("scenario", "all", "scenario to run: all, client_credentials, authcode_roundtrip, jwks, discovery or gateway (comma-separated list allowed; all includes gateway when -app-base and -plain-base are set)")
+	only := flag.String("scenario", "all", "scenario to run: all, client_credentials, authcode_roundtrip, jwks, discovery, gateway or guard (comma-separated list allowed; all includes gateway when -app-base and -plain-base are set, guard when -api-base and -plain-base are)")
 	serverPID := flag.Int("server-pid", 0, "process id of the server, to report its CPU use next to the load generator's and other processes' (Linux /proc)")
 	wait := flag.Float64("wait", 0, "instead of a benchmark: wait up to this many seconds for -base's discovery document, exit 0 once it is served")
 	freePorts := flag.Int("free-ports", 0, "instead of a benchmark: print this many free 127.0.0.1 TCP ports, one per line")
+	waitSite := flag.String("wait-site", "", "with -wait: wait for this loopback URL to answer (any status) instead of -base's discovery document")
 	upstream := flag.String("upstream", "", "instead of a benchmark: serve the gateway scenario's trivial upstream app on this loopback host:port until killed")
 	flag.StringVar(&gwOpts.appBase, "app-base", "", "gateway scenario: URL of the site with oidc_login + reverse_proxy (cookie sessions)")
-	flag.StringVar(&gwOpts.plainBase, "plain-base", "", "gateway scenario: URL of the site with reverse_proxy alone, to the same upstream")
+	flag.StringVar(&gwOpts.plainBase, "plain-base", "", "gateway and guard scenarios: URL of the site with reverse_proxy alone, to the same upstream")
 	flag.StringVar(&gwOpts.serverBase, "server-session-base", "", "gateway scenario, optional: URL of a site with oidc_login (session_store server) + reverse_proxy")
-	flag.IntVar(&gwOpts.rounds, "rounds", 20, "gateway scenario: rounds the measured time of each side is split into, alternating the order of the sides")
-	flag.Float64Var(&gwOpts.latencySeconds, "latency-seconds", 5, "gateway scenario: measured seconds per side of the low-concurrency latency phase (0 skips it)")
-	flag.IntVar(&gwOpts.latencyConcurrency, "latency-concurrency", 1, "gateway scenario: workers of the latency phase")
+	flag.IntVar(&gwOpts.rounds, "rounds", 20, "gateway and guard scenarios: rounds the measured time of each side is split into, alternating the order of the sides")
+	flag.Float64Var(&gwOpts.latencySeconds, "latency-seconds", 5, "gateway and guard scenarios: measured seconds per side of the low-concurrency latency phase (0 skips it)")
+	flag.IntVar(&gwOpts.latencyConcurrency, "latency-concurrency", 1, "gateway and guard scenarios: workers of the latency phase")
 	flag.IntVar(&gwOpts.upstreamPID, "upstream-pid", 0, "process id of the upstream app, to report its CPU use apart from other processes'")
+	flag.StringVar(&grOpts.apiBase, "api-base", "", "guard scenario: URL of the API site (bearer_auth on /jwt/ and /opaque/, + reverse_proxy to the upstream of -plain-base)")
+	flag.StringVar(&grOpts.introspectBase, "introspect-base", "", "guard scenario, optional: URL of a site of another Caddy whose bearer_auth introspects over HTTP at -base")
+	flag.IntVar(&grOpts.coldTokens, "cold-tokens", 500, "guard scenario: fresh tokens per route whose first request is timed (0 skips the cold phase)")
+	flag.IntVar(&peerPID, "introspect-pid", 0, "process id of the Caddy behind -introspect-base, to report its CPU use apart from other processes'")
 	flag.Parse()
 
 	if *upstream != "" {
@@ -174,7 +179,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "loadgen: need 1 <= -rounds <= 100, 0 <= -latency-seconds <= 600, 0 <= -latency-concurrency <= 4096")
 		os.Exit(2)
 	}
-	for _, b := range []string{gwOpts.appBase, gwOpts.plainBase, gwOpts.serverBase} {
+	if grOpts.coldTokens < 0 || grOpts.coldTokens > 2000 {
+		fmt.Fprintln(os.Stderr, "loadgen: need 0 <= -cold-tokens <= 2000")
+		os.Exit(2)
+	}
+	for _, b := range []string{gwOpts.appBase, gwOpts.plainBase, gwOpts.serverBase, grOpts.apiBase, grOpts.introspectBase, *waitSite} {
 		if b == "" {
 			continue
 		}
@@ -186,8 +195,18 @@ func main() {
 	gwOpts.appBase = strings.TrimSuffix(gwOpts.appBase, "/")
 	gwOpts.plainBase = strings.TrimSuffix(gwOpts.plainBase, "/")
 	gwOpts.serverBase = strings.TrimSuffix(gwOpts.serverBase, "/")
+	grOpts.apiBase = strings.TrimSuffix(grOpts.apiBase, "/")
+	grOpts.introspectBase = strings.TrimSuffix(grOpts.introspectBase, "/")
 	if *wait > 0 {
-		if err := waitReady(strings.TrimSuffix(*base, "/"), time.Duration(*wait*float64(time.Second))); err != nil {
+		limit := time.Duration(*wait * float64(time.Second))
+		if *waitSite != "" {
+			if err := waitAnswer(*waitSite, limit); err != nil {
+				fmt.Fprintln(os.Stderr, "loadgen:", err)
+				os.Exit(1)
+			}
+			return
+		}
+		if err := waitReady(strings.TrimSuffix(*base, "/"), limit); err != nil {
 			fmt.Fprintln(os.Stderr, "loadgen:", err)
 			os.Exit(1)
 		}
@@ -199,6 +218,9 @@ func main() {
 		for _, s := range all {
 			if s.name == "gateway" && (gwOpts.appBase == "" || gwOpts.plainBase == "") {
 				continue // needs the gateway sites
+			}
+			if s.name == "guard" && (grOpts.apiBase == "" || gwOpts.plainBase == "") {
+				continue // needs the API site
 			}
 			run = append(run, s)
 		}
@@ -310,6 +332,25 @@ func waitReady(base string, limit time.Duration) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("%s not ready after %s: %v", base, limit, last)
+}
+
+// waitAnswer polls u until it answers with any status: the site is
+// listening and its handlers are provisioned.
+func waitAnswer(u string, limit time.Duration) error {
+	c := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: time.Second, CheckRedirect: noRedirects}
+	deadline := time.Now().Add(limit)
+	var last error
+	for time.Now().Before(deadline) {
+		resp, err := c.Get(u)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return nil
+		}
+		last = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not answering after %s: %v", u, limit, last)
 }
 
 // run drives one scenario: untimed per-worker setup and a preflight check,
@@ -436,6 +477,10 @@ func scenarios() []scenario {
 		{
 			name: "gateway", unit: "requests",
 			custom: (*loadgen).runGateway,
+		},
+		{
+			name: "guard", unit: "requests",
+			custom: (*loadgen).runGuard,
 		},
 	}
 }
@@ -826,6 +871,9 @@ func printLine(r *result) {
 		if r.cpu.upstreamOK {
 			up = fmt.Sprintf(", upstream app %.2f", r.cpu.upstream)
 		}
+		if r.cpu.peerOK {
+			up += fmt.Sprintf(", introspecting caddy %.2f", r.cpu.peer)
+		}
 		fmt.Printf("  %-20s CPU (cores of %d): server %s, load generator %.2f%s, other processes %.2f, interrupts %.2f, idle %.2f\n",
 			"", runtime.NumCPU(), r.cpu.serverString(), r.cpu.loadgen, up, r.cpu.other, r.cpu.irq, r.cpu.idle)
 	}
@@ -884,17 +932,21 @@ const noisyCores = 0.2
 const clockTicks = 100
 
 type cpuSample struct {
-	ok                     bool
-	at                     time.Time
-	busy, irq, idle        float64 // machine-wide, seconds
-	server, upstream, self float64 // seconds
-	serverOK, upstreamOK   bool
+	ok                           bool
+	at                           time.Time
+	busy, irq, idle              float64 // machine-wide, seconds
+	server, upstream, peer, self float64 // seconds
+	serverOK, upstreamOK, peerOK bool
 }
 
 type cpuUsage struct {
-	ok, serverOK, upstreamOK                    bool
-	server, upstream, loadgen, other, irq, idle float64 // average cores
+	ok, serverOK, upstreamOK, peerOK                  bool
+	server, upstream, peer, loadgen, other, irq, idle float64 // average cores
 }
+
+// peerPID is the guard scenario's second Caddy (the one that introspects
+// over HTTP), counted apart from other processes; 0 when there is none.
+var peerPID int
 
 func (u cpuUsage) serverString() string {
 	if !u.serverOK {
@@ -943,6 +995,9 @@ func sampleCPU(serverPID, upstreamPID int) cpuSample {
 	if upstreamPID > 0 {
 		s.upstream, s.upstreamOK = procCPU(strconv.Itoa(upstreamPID))
 	}
+	if peerPID > 0 {
+		s.peer, s.peerOK = procCPU(strconv.Itoa(peerPID))
+	}
 	s.ok = true
 	return s
 }
@@ -985,7 +1040,11 @@ func (a cpuSample) usage(b cpuSample) cpuUsage {
 	if u.upstreamOK {
 		u.upstream = (b.upstream - a.upstream) / wall
 	}
-	u.other = max(0, (b.busy-a.busy)/wall-u.loadgen-u.server-u.upstream)
+	u.peerOK = a.peerOK && b.peerOK
+	if u.peerOK {
+		u.peer = (b.peer - a.peer) / wall
+	}
+	u.other = max(0, (b.busy-a.busy)/wall-u.loadgen-u.server-u.upstream-u.peer)
 	u.irq = (b.irq - a.irq) / wall
 	u.idle = (b.idle - a.idle) / wall
 	return u
