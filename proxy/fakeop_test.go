@@ -249,15 +249,21 @@ func (op *fakeOP) discovery(w http.ResponseWriter, r *http.Request) {
 	if op.userinfo != nil {
 		doc["userinfo_endpoint"] = op.issuer + "/userinfo"
 	}
-	for k, v := range op.meta {
+	overrideMeta(doc, op.meta)
+	op.mu.Unlock()
+	writeJSON(w, http.StatusOK, doc)
+}
+
+// overrideMeta applies a test's metadata overrides to doc: a nil value
+// removes the field.
+func overrideMeta(doc, meta map[string]any) {
+	for k, v := range meta {
 		if v == nil {
 			delete(doc, k)
 		} else {
 			doc[k] = v
 		}
 	}
-	op.mu.Unlock()
-	writeJSON(w, http.StatusOK, doc)
 }
 
 // serveUserinfo answers OIDC UserInfo requests with op.userinfo for the

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"mime"
 	"net/http"
 	"net/url"
@@ -42,27 +41,22 @@ const maxMetadataSize = 1 << 20
 // an issuer that is down when Caddy starts does not stop Caddy: requests
 // get 503 until it answers.
 func (g *Guard) discover(ctx context.Context) {
-	backoff := 500 * time.Millisecond
-	for {
+	retryWithBackoff(ctx, func() error {
 		iss, err := g.loadIssuer(ctx)
-		if err == nil {
-			g.issuer.Store(iss)
-			close(g.ready)
-			g.triedFlag.Do(func() { close(g.triedOnce) })
-			g.log.Info("API guard ready", zap.String("issuer", g.cfg.Issuer),
-				zap.Bool("jwt", iss.keys != nil), zap.Bool("introspection", iss.introspector != nil))
-			return
+		if err != nil {
+			return err
 		}
+		g.issuer.Store(iss)
+		close(g.ready)
+		g.triedFlag.Do(func() { close(g.triedOnce) })
+		g.log.Info("API guard ready", zap.String("issuer", g.cfg.Issuer),
+			zap.Bool("jwt", iss.keys != nil), zap.Bool("introspection", iss.introspector != nil))
+		return nil
+	}, func(err error, retryIn time.Duration) {
 		g.triedFlag.Do(func() { close(g.triedOnce) })
 		g.log.Warn("authorization server discovery failed; retrying", zap.String("issuer", g.cfg.Issuer),
-			zap.Duration("retry_in", backoff), zap.Error(err))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff + rand.N(backoff/4)):
-		}
-		backoff = min(backoff*2, time.Minute)
-	}
+			zap.Duration("retry_in", retryIn), zap.Error(err))
+	})
 }
 
 // waitIssuer returns the discovered issuer. While the first discovery

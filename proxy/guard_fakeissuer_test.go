@@ -111,13 +111,7 @@ func (fi *fakeIssuer) discovery(w http.ResponseWriter, r *http.Request) {
 		"id_token_signing_alg_values_supported": []string{"ES256", "RS256"},
 	}
 	fi.mu.Lock()
-	for k, v := range fi.meta {
-		if v == nil {
-			delete(doc, k)
-		} else {
-			doc[k] = v
-		}
-	}
+	overrideMeta(doc, fi.meta)
 	fi.mu.Unlock()
 	writeJSON(w, http.StatusOK, doc)
 }

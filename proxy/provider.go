@@ -40,18 +40,33 @@ type discovery struct {
 }
 
 func (g *Gateway) discover(ctx context.Context) {
+	retryWithBackoff(ctx, func() error {
+		p, err := g.fetchProvider(ctx)
+		if err != nil {
+			return err
+		}
+		g.disc.current.Store(p)
+		close(g.disc.ready)
+		g.log.Info("OpenID Provider discovered", zap.String("issuer", g.cfg.Issuer),
+			zap.Bool("par", p.meta.PAR != ""), zap.Bool("end_session", p.meta.EndSession != ""))
+		return nil
+	}, func(err error, retryIn time.Duration) {
+		g.log.Warn("OpenID Provider discovery failed; retrying", zap.String("issuer", g.cfg.Issuer),
+			zap.Duration("retry_in", retryIn), zap.Error(err))
+	})
+}
+
+// retryWithBackoff calls attempt until it succeeds or ctx ends, waiting a
+// capped, jittered exponential back-off (0.5 s doubling to 1 min) between
+// failures, each reported to failed first.
+func retryWithBackoff(ctx context.Context, attempt func() error, failed func(err error, retryIn time.Duration)) {
 	backoff := 500 * time.Millisecond
 	for {
-		p, err := g.fetchProvider(ctx)
+		err := attempt()
 		if err == nil {
-			g.disc.current.Store(p)
-			close(g.disc.ready)
-			g.log.Info("OpenID Provider discovered", zap.String("issuer", g.cfg.Issuer),
-				zap.Bool("par", p.meta.PAR != ""), zap.Bool("end_session", p.meta.EndSession != ""))
 			return
 		}
-		g.log.Warn("OpenID Provider discovery failed; retrying", zap.String("issuer", g.cfg.Issuer),
-			zap.Duration("retry_in", backoff), zap.Error(err))
+		failed(err, backoff)
 		select {
 		case <-ctx.Done():
 			return
