@@ -150,9 +150,9 @@ type Gateway struct {
 	// callback (URL and cookies) must not sign anyone in a second time.
 	usedStates seenTokens
 	cancel     context.CancelFunc
-	// stripHeaders are removed from every upstream request: the
-	// configured identity headers, whatever the client sent.
-	stripHeaders []string
+	// strip are removed from every upstream request: the configured
+	// identity headers and tokens, whatever the client sent.
+	strip headerSet
 }
 
 // New validates cfg and starts provider discovery in the background. Call
@@ -224,22 +224,14 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, http: cfg.HTTPClient, now: cfg.Now, metrics: cfg.Metrics}
 	g.disc.ready = make(chan struct{})
+	strip := []string{"X-Forwarded-Access-Token", cfg.IDTokenHeader, cfg.AssertionHeader}
 	for h := range cfg.Headers {
-		g.stripHeaders = append(g.stripHeaders, h)
-	}
-	g.stripHeaders = append(g.stripHeaders, "X-Forwarded-Access-Token")
-	if cfg.IDTokenHeader != "" {
-		g.stripHeaders = append(g.stripHeaders, cfg.IDTokenHeader)
+		strip = append(strip, h)
 	}
 	if cfg.PassAccessToken {
-		g.stripHeaders = append(g.stripHeaders, "Authorization")
+		strip = append(strip, "Authorization")
 	}
-	if cfg.AssertionHeader != "" {
-		g.stripHeaders = append(g.stripHeaders, cfg.AssertionHeader)
-	}
-	for i, h := range g.stripHeaders {
-		g.stripHeaders[i] = headerIdentity(h) // as Prepare compares them
-	}
+	g.strip = newHeaderSet(slices.DeleteFunc(strip, func(h string) bool { return h == "" })...)
 	ctx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
 	go g.discover(ctx)
@@ -386,11 +378,7 @@ func (g *Gateway) unauthenticated(w http.ResponseWriter, r *http.Request) {
 // sent is removed, the gateway's own cookies are stripped, and when id is
 // not nil its identity headers (and tokens, if configured) are set.
 func (g *Gateway) Prepare(r *http.Request, id *Identity) {
-	for name := range r.Header {
-		if slices.Contains(g.stripHeaders, headerIdentity(name)) {
-			delete(r.Header, name)
-		}
-	}
+	g.strip.removeFrom(r.Header)
 	g.stripCookies(r)
 	if id == nil {
 		return
@@ -413,14 +401,6 @@ func (g *Gateway) Prepare(r *http.Request, id *Identity) {
 			g.log.Error("signing the identity assertion", zap.Error(err))
 		}
 	}
-}
-
-// headerIdentity is the name under which an upstream may read a header:
-// CGI and FastCGI upstreams (php_fastcgi, WSGI, Rack) see X_Forwarded_User
-// and X-Forwarded-User as the same HTTP_X_FORWARDED_USER, so a client must
-// not get either spelling through.
-func headerIdentity(name string) string {
-	return http.CanonicalHeaderKey(strings.ReplaceAll(name, "_", "-"))
 }
 
 // stripCookies removes the session and login cookies from the Cookie

@@ -242,9 +242,8 @@ type Guard struct {
 	dpop     *dpop.Verifier
 	dpopAlgs string
 
-	// stripHeaders are removed from every upstream request (as
-	// headerIdentity has them).
-	stripHeaders []string
+	// strip are removed from every upstream request.
+	strip headerSet
 	// upstreamHeaders are the configured headers, canonical, and claims.
 	upstreamHeaders []upstreamHeader
 	cancel          context.CancelFunc
@@ -347,16 +346,16 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 		return nil, err
 	}
 	g.dpopAlgs = dpopAlgList(g.dpop)
+	var strip []string
 	for _, set := range []map[string]string{cfg.Headers, DefaultGuardHeaders, DefaultHeaders} {
 		for h := range set {
-			g.stripHeaders = append(g.stripHeaders, headerIdentity(h))
+			strip = append(strip, h)
 		}
 	}
 	if !cfg.ForwardAuthorization {
-		g.stripHeaders = append(g.stripHeaders, "Authorization", "Dpop")
+		strip = append(strip, "Authorization", "Dpop")
 	}
-	slices.Sort(g.stripHeaders)
-	g.stripHeaders = slices.Compact(g.stripHeaders)
+	g.strip = newHeaderSet(strip...)
 	for h, claim := range cfg.Headers {
 		g.upstreamHeaders = append(g.upstreamHeaders, upstreamHeader{http.CanonicalHeaderKey(h), claim})
 	}
@@ -481,11 +480,7 @@ func (g *Guard) authorize(tok *Token) *guardError {
 // Authorization and DPoP headers (and access_token query parameter) are
 // removed unless ForwardAuthorization.
 func (g *Guard) Prepare(r *http.Request, tok *Token) {
-	for name := range r.Header {
-		if g.stripped(name) {
-			delete(r.Header, name)
-		}
-	}
+	g.strip.removeFrom(r.Header)
 	if !g.cfg.ForwardAuthorization && hasQueryToken(r.URL.RawQuery) {
 		q := r.URL.Query()
 		if q.Has("access_token") {
@@ -505,39 +500,6 @@ func (g *Guard) Prepare(r *http.Request, tok *Token) {
 
 // upstreamHeader is a header set from a claim.
 type upstreamHeader struct{ canonical, claim string }
-
-// stripped reports whether header name is one Prepare removes, under any
-// spelling an upstream may read the same: any case, and _ for -, as
-// headerIdentity has it. Comparing in place, rather than canonicalising
-// every header of every request, keeps Prepare cheap.
-func (g *Guard) stripped(name string) bool {
-	for _, s := range g.stripHeaders {
-		if len(s) == len(name) && sameHeaderName(s, name) {
-			return true
-		}
-	}
-	return false
-}
-
-// sameHeaderName compares a canonical header name with one as sent.
-func sameHeaderName(canonical, name string) bool {
-	lower := func(c byte) byte {
-		if 'A' <= c && c <= 'Z' {
-			return c + 'a' - 'A'
-		}
-		return c
-	}
-	for i := 0; i < len(name); i++ {
-		a, b := canonical[i], name[i]
-		if b == '_' {
-			b = '-'
-		}
-		if a != b && lower(a) != lower(b) {
-			return false
-		}
-	}
-	return true
-}
 
 // Token is a verified access token.
 type Token struct {
