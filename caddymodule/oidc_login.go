@@ -213,19 +213,13 @@ func (h *OIDCLogin) cookieSecrets(ctx caddy.Context, repl *caddy.Replacer) ([][]
 	if len(out) > 0 {
 		return out, nil
 	}
-	st := ctx.Storage()
-	const key = "portcullis/gateway-cookie-secret"
-	raw, err := st.Load(ctx, key)
-	if errors.Is(err, fs.ErrNotExist) {
+	raw, err := h.loadOrGenerate(ctx, "portcullis/gateway-cookie-secret", "cookie secret", func() ([]byte, error) {
 		b := make([]byte, 32)
 		rand.Read(b)
-		raw = []byte(base64.RawURLEncoding.EncodeToString(b))
-		if err := st.Store(ctx, key, raw); err != nil {
-			return nil, fmt.Errorf("storing the generated cookie secret: %w", err)
-		}
-		h.logger.Info("generated a cookie secret and kept it in Caddy's storage; set cookie_secret to share sessions across storages")
-	} else if err != nil {
-		return nil, fmt.Errorf("loading the cookie secret from Caddy's storage: %w", err)
+		return []byte(base64.RawURLEncoding.EncodeToString(b)), nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return [][]byte{raw}, nil
 }
@@ -243,19 +237,9 @@ func (h *OIDCLogin) signingKey(ctx caddy.Context, repl *caddy.Replacer) (*proxy.
 		}
 		pemBytes = raw
 	} else {
-		st := ctx.Storage()
-		const storageKey = "portcullis/gateway-signing-key.pem"
-		raw, err := st.Load(ctx, storageKey)
-		if errors.Is(err, fs.ErrNotExist) {
-			if raw, err = proxy.GenerateSigningKey(); err != nil {
-				return nil, err
-			}
-			if err := st.Store(ctx, storageKey, raw); err != nil {
-				return nil, fmt.Errorf("storing the generated signing key: %w", err)
-			}
-			h.logger.Info("generated the gateway signing key and kept it in Caddy's storage")
-		} else if err != nil {
-			return nil, fmt.Errorf("loading the signing key from Caddy's storage: %w", err)
+		raw, err := h.loadOrGenerate(ctx, "portcullis/gateway-signing-key.pem", "gateway signing key", proxy.GenerateSigningKey)
+		if err != nil {
+			return nil, err
 		}
 		pemBytes = raw
 	}
@@ -264,6 +248,28 @@ func (h *OIDCLogin) signingKey(ctx caddy.Context, repl *caddy.Replacer) (*proxy.
 		return nil, err
 	}
 	return proxy.NewSigner(key)
+}
+
+// loadOrGenerate returns the value kept under key in Caddy's storage,
+// generating and storing it on first use (so every instance sharing that
+// storage uses the same one).
+func (h *OIDCLogin) loadOrGenerate(ctx caddy.Context, key, what string, generate func() ([]byte, error)) ([]byte, error) {
+	st := ctx.Storage()
+	raw, err := st.Load(ctx, key)
+	if err == nil {
+		return raw, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("loading the %s from Caddy's storage: %w", what, err)
+	}
+	if raw, err = generate(); err != nil {
+		return nil, fmt.Errorf("generating the %s: %w", what, err)
+	}
+	if err := st.Store(ctx, key, raw); err != nil {
+		return nil, fmt.Errorf("storing the generated %s: %w", what, err)
+	}
+	h.logger.Info("generated the "+what+" and kept it in Caddy's storage; configure one to share it across storages", zap.String("storage_key", key))
+	return raw, nil
 }
 
 // Validate rejects configuration that cannot work.
