@@ -147,6 +147,33 @@ func pathArg(d *caddyfile.Dispenser, dst *string) error {
 	return nil
 }
 
+// headerClaimArg reads `header <Header-Name> <claim>` into headers.
+func headerClaimArg(d *caddyfile.Dispenser, headers *map[string]string) error {
+	args := d.RemainingArgs()
+	if len(args) != 2 {
+		return d.Errf("usage: header <Header-Name> <claim>")
+	}
+	if *headers == nil {
+		*headers = map[string]string{}
+	}
+	(*headers)[args[0]] = args[1]
+	return nil
+}
+
+// requireClaimArg reads `require_claim <claim> <value...>` into claims;
+// repeated lines for one claim add values.
+func requireClaimArg(d *caddyfile.Dispenser, claims *map[string][]string) error {
+	args := d.RemainingArgs()
+	if len(args) < 2 {
+		return d.Errf("usage: require_claim <claim> <value...>")
+	}
+	if *claims == nil {
+		*claims = map[string][]string{}
+	}
+	(*claims)[args[0]] = append((*claims)[args[0]], args[1:]...)
+	return nil
+}
+
 func noArgs(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()

@@ -79,23 +79,9 @@ func parseBearerAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error
 			m.AnyScope = true
 			err = noArgs(d)
 		case "require_claim":
-			args := d.RemainingArgs()
-			if len(args) < 2 {
-				return nil, d.Errf("usage: require_claim <claim> <value...>")
-			}
-			if m.RequireClaims == nil {
-				m.RequireClaims = map[string][]string{}
-			}
-			m.RequireClaims[args[0]] = append(m.RequireClaims[args[0]], args[1:]...)
+			err = requireClaimArg(d, &m.RequireClaims)
 		case "header":
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return nil, d.Errf("usage: header <Header-Name> <claim>")
-			}
-			if m.Headers == nil {
-				m.Headers = map[string]string{}
-			}
-			m.Headers[args[0]] = args[1]
+			err = headerClaimArg(d, &m.Headers)
 		case "forward_authorization":
 			var v bool
 			err = boolArg(d, &v)

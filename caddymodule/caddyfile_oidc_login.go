@@ -111,14 +111,7 @@ func parseOIDCLogin(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 		case "idle_timeout":
 			err = durationArg(d, &m.IdleTimeout)
 		case "header":
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return nil, d.Errf("usage: header <Header-Name> <claim>")
-			}
-			if m.Headers == nil {
-				m.Headers = map[string]string{}
-			}
-			m.Headers[args[0]] = args[1]
+			err = headerClaimArg(d, &m.Headers)
 		case "pass_access_token":
 			err = boolArg(d, &m.PassAccessToken)
 		case "pass_id_token":
@@ -134,14 +127,7 @@ func parseOIDCLogin(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 		case "allow_groups":
 			m.AllowGroups, err = listArgs(d)
 		case "require_claim":
-			args := d.RemainingArgs()
-			if len(args) < 2 {
-				return nil, d.Errf("usage: require_claim <claim> <value...>")
-			}
-			if m.RequireClaims == nil {
-				m.RequireClaims = map[string][]string{}
-			}
-			m.RequireClaims[args[0]] = append(m.RequireClaims[args[0]], args[1:]...)
+			err = requireClaimArg(d, &m.RequireClaims)
 		case "skip":
 			var more []string
 			more, err = listArgs(d)
