@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/sha256"
 	"net/http"
 	"time"
 )
@@ -20,9 +21,33 @@ var assertionClaims = []string{"email", "email_verified", "name", "preferred_use
 //
 // iss is the site the user reached (scheme://host), aud the configured
 // audience (default: the same origin), sub the provider's subject.
+//
+// Signing is the costly part, so an assertion is reused for half its
+// lifetime by the requests of the same session and site: the ID token
+// fixes the claims (they are taken from it, and from UserInfo, at the same
+// moment), the origin fixes iss and aud.
 func (g *Gateway) identityAssertion(r *http.Request, id *Identity) (string, error) {
 	now := g.now()
 	origin := requestOrigin(r)
+	var key [32]byte
+	if id.idToken != "" {
+		key = sha256.Sum256([]byte(origin + "\x00" + id.idToken))
+		if jwt, ok := g.assertions.get(key, now); ok {
+			return jwt, nil
+		}
+	}
+	jwt, err := g.signAssertion(now, origin, id)
+	if err == nil && id.idToken != "" {
+		g.assertions.put(key, jwt, now.Add(assertionTTL/2), now)
+	}
+	return jwt, err
+}
+
+// maxCachedAssertions bounds the assertions kept for reuse.
+const maxCachedAssertions = 10_000
+
+// signAssertion signs a fresh assertion for id, issued at now.
+func (g *Gateway) signAssertion(now time.Time, origin string, id *Identity) (string, error) {
 	aud := g.cfg.AssertionAudience
 	if aud == "" {
 		aud = origin

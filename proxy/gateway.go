@@ -150,6 +150,8 @@ type Gateway struct {
 	// callback (URL and cookies) must not sign anyone in a second time.
 	usedStates seenTokens
 	cancel     context.CancelFunc
+	// assertions are signed identity assertions reused while fresh.
+	assertions *ttlCache[string]
 	// strip are removed from every upstream request: the configured
 	// identity headers and tokens, whatever the client sent.
 	strip headerSet
@@ -230,6 +232,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.PassAccessToken {
 		strip = append(strip, "Authorization")
+	}
+	if cfg.AssertionHeader != "" {
+		g.assertions = newTTLCache[string](maxCachedAssertions)
 	}
 	g.strip = newHeaderSet(slices.DeleteFunc(strip, func(h string) bool { return h == "" })...)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -247,3 +247,34 @@ func TestJWKSEndpointServesThePublicKeyOnly(t *testing.T) {
 		t.Errorf("POST: %d, want 405", rec.Code)
 	}
 }
+
+func TestIdentityAssertionIsReusedWhileFreshPerSessionAndSite(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	g := &Gateway{cfg: Config{Signer: newTestSigner(t)}, now: func() time.Time { return now },
+		assertions: newTTLCache[string](maxCachedAssertions)}
+	id := &Identity{Subject: "alice", Claims: map[string]any{"email": "alice@example.com"}, idToken: "id-token-1"}
+	app := httptest.NewRequest(http.MethodGet, "http://app.example/", nil)
+	first, err := g.identityAssertion(app, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := g.identityAssertion(app, id); again != first {
+		t.Error("a second request of the same session signed a new assertion")
+	}
+	other := httptest.NewRequest(http.MethodGet, "http://other.example/", nil)
+	if tok, _ := g.identityAssertion(other, id); tok == first {
+		t.Error("another site got the first site's assertion (its iss and aud are wrong there)")
+	}
+	refreshed := &Identity{Subject: "alice", Claims: map[string]any{"email": "new@example.com"}, idToken: "id-token-2"}
+	if tok, _ := g.identityAssertion(app, refreshed); tok == first {
+		t.Error("a session with a new ID token (new claims) got the old assertion")
+	}
+	now = now.Add(assertionTTL / 2)
+	tok, _ := g.identityAssertion(app, id)
+	if tok == first {
+		t.Fatal("an assertion past half its lifetime was reused")
+	}
+	if _, claims := verifyWithJWKS(t, g.cfg.Signer.JWKS(), tok); claims["exp"] != float64(now.Add(assertionTTL).Unix()) {
+		t.Errorf("fresh assertion exp %v, want now+%s", claims["exp"], assertionTTL)
+	}
+}
