@@ -94,7 +94,12 @@ type APIConfig struct {
 	AccessTokenTTL caddy.Duration `json:"access_token_ttl,omitempty"`
 }
 
-var knownGrantTypes = []string{flows.GrantAuthorizationCode, flows.GrantRefreshToken, flows.GrantClientCredentials}
+var knownGrantTypes = []string{flows.GrantAuthorizationCode, flows.GrantRefreshToken, flows.GrantClientCredentials,
+	flows.GrantDeviceCode, flows.GrantPassword}
+
+// grantTypeAliases are short names accepted in the config for grant types
+// whose registered name is a URN.
+var grantTypeAliases = map[string]string{"device_code": flows.GrantDeviceCode}
 
 // ClientRecord validates c and converts it to its store record; secret is
 // the expanded secret.
@@ -104,7 +109,7 @@ func (c ClientConfig) ClientRecord(secret string) (*store.Client, error) {
 	}
 	rec := &store.Client{
 		ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
-		GrantTypes: c.GrantTypes, Scopes: c.Scopes, APIAccess: c.APIAccess, RequirePKCE: c.RequirePKCE,
+		GrantTypes: slices.Clone(c.GrantTypes), Scopes: c.Scopes, APIAccess: c.APIAccess, RequirePKCE: c.RequirePKCE,
 		FirstParty: c.FirstParty, AlwaysIssueRefreshToken: c.AlwaysIssueRefreshToken,
 		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod, BackchannelLogoutURI: c.BackchannelLogoutURI,
 	}
@@ -132,7 +137,10 @@ func (c ClientConfig) ClientRecord(secret string) (*store.Client, error) {
 			rec.GrantTypes = append(rec.GrantTypes, flows.GrantClientCredentials)
 		}
 	}
-	for _, gt := range rec.GrantTypes {
+	for i, gt := range rec.GrantTypes {
+		if full, ok := grantTypeAliases[gt]; ok {
+			rec.GrantTypes[i], gt = full, full
+		}
 		if !slices.Contains(knownGrantTypes, gt) {
 			return nil, fmt.Errorf("client %s: grant type %q is not supported; use one of %s", c.ID, gt, strings.Join(knownGrantTypes, ", "))
 		}

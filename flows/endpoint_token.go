@@ -14,6 +14,11 @@ const (
 	GrantAuthorizationCode = "authorization_code"
 	GrantRefreshToken      = "refresh_token"
 	GrantClientCredentials = "client_credentials"
+	// GrantDeviceCode is the Device Authorization Grant (RFC 8628 §3.4).
+	GrantDeviceCode = "urn:ietf:params:oauth:grant-type:device_code"
+	// GrantPassword is the Resource Owner Password Credentials grant
+	// (RFC 6749 §4.3), for trusted legacy clients only.
+	GrantPassword = "password"
 )
 
 // maxFormBytes bounds every form body the server parses.

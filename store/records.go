@@ -15,9 +15,24 @@ type Client struct {
 	// are high-entropy (generated ones are 256 bits), so a fast digest loses
 	// nothing against a slow KDF and keeps the token endpoint fast.
 	SecretDigest string `json:"secret_digest,omitempty"`
-	// TokenEndpointAuthMethod is client_secret_basic, client_secret_post or
-	// none (a public client).
+	// TokenEndpointAuthMethod is client_secret_basic, client_secret_post,
+	// client_secret_jwt, private_key_jwt (RFC 7523) or none (a public
+	// client).
 	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method"`
+	// TokenEndpointAuthSigningAlg, when set, is the only JWS algorithm
+	// accepted on the client's assertions (client_secret_jwt,
+	// private_key_jwt).
+	TokenEndpointAuthSigningAlg string `json:"token_endpoint_auth_signing_alg,omitempty"`
+	// JWKS is the client's public JWK Set (RFC 7517 JSON), against which
+	// private_key_jwt assertions are verified.
+	JWKS json.RawMessage `json:"jwks,omitempty"`
+	// JWKSURI is where the client publishes its JWK Set, fetched (and
+	// cached) to verify private_key_jwt assertions when JWKS is empty.
+	JWKSURI string `json:"jwks_uri,omitempty"`
+	// HMACSecret is the client secret itself, kept only for
+	// client_secret_jwt: verifying an HMAC needs the key, not a digest.
+	// Never shown by the admin API.
+	HMACSecret string `json:"hmac_secret,omitempty"`
 	// RedirectURIs are matched exactly (RFC 9700 §4.1.3).
 	RedirectURIs []string `json:"redirect_uris,omitempty"`
 	// PostLogoutRedirectURIs are matched exactly on RP-initiated logout.
