@@ -170,6 +170,7 @@ func New(cfg Config) (*Server, error) {
 	s.RegisterGrant(GrantAuthorizationCode, authorizationCodeGrant{s})
 	s.RegisterGrant(GrantRefreshToken, refreshTokenGrant{s})
 	s.RegisterGrant(GrantClientCredentials, clientCredentialsGrant{s})
+	s.RegisterGrant(GrantPassword, passwordGrant{s})
 	s.routes()
 	s.refreshMetadata()
 	return s, nil
