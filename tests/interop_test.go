@@ -26,13 +26,7 @@ const (
 // Without node on PATH the test is skipped, except under CI=true where that
 // is a failure.
 func TestOpenIDClientInterop(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("node is not on PATH (required under CI=true): %v", err)
-		}
-		t.Skipf("node is not on PATH: %v", err)
-	}
+	node := requireNode(t)
 	dir, err := filepath.Abs(interopDir)
 	if err != nil {
 		t.Fatal(err)
@@ -40,12 +34,7 @@ func TestOpenIDClientInterop(t *testing.T) {
 	ensureNodeModules(t, dir)
 
 	g := StartGateway(t, baseCaddyfile)
-
-	ctx, cancel := context.WithTimeout(context.Background(), interopTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "interop.mjs")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
+	runNodeScript(t, node, dir, "interop.mjs",
 		"ISSUER="+g.BaseURL,
 		"USERNAME="+aliceUsername,
 		"PASSWORD="+alicePassword,
@@ -59,19 +48,7 @@ func TestOpenIDClientInterop(t *testing.T) {
 		"BACKEND_CLIENT_ID="+backendID,
 		"BACKEND_CLIENT_SECRET="+backendSecret,
 		"API_AUDIENCE="+apiAudience,
-		"NO_COLOR=1",
 	)
-	out := &lineLogger{t: t, prefix: "interop: "}
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.WaitDelay = 5 * time.Second
-	err = cmd.Run()
-	out.Flush()
-	if ctx.Err() != nil {
-		t.Fatalf("interop.mjs did not finish within %s", interopTimeout)
-	}
-	if err != nil {
-		t.Fatalf("interop.mjs failed: %v", err)
-	}
 }
 
 // ensureNodeModules runs `npm ci` in dir when its dependencies are not
@@ -138,5 +115,41 @@ func (l *lineLogger) Flush() {
 	if l.buf.Len() > 0 {
 		l.t.Log(l.prefix + l.buf.String())
 		l.buf.Reset()
+	}
+}
+
+// requireNode returns node's path; without node the test is skipped,
+// except under CI=true where that is a failure.
+func requireNode(t *testing.T) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("node is not on PATH (required under CI=true): %v", err)
+		}
+		t.Skipf("node is not on PATH: %v", err)
+	}
+	return node
+}
+
+// runNodeScript runs script in dir with env added, logging its output, and
+// fails the test when it fails or overruns interopTimeout.
+func runNodeScript(t *testing.T, node, dir, script string, env ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), interopTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, script)
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), env...)
+	out := &lineLogger{t: t, prefix: strings.TrimSuffix(script, ".mjs") + ": "}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.WaitDelay = 5 * time.Second
+	err := cmd.Run()
+	out.Flush()
+	if ctx.Err() != nil {
+		t.Fatalf("%s did not finish within %s", script, interopTimeout)
+	}
+	if err != nil {
+		t.Fatalf("%s failed: %v", script, err)
 	}
 }
