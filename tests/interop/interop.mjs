@@ -12,13 +12,7 @@ import assert from 'node:assert/strict'
 import * as client from 'openid-client'
 import * as jose from 'jose'
 import { Browser, parseForms, pageText } from './browser.mjs'
-import { step, section, expectGrantError, finish } from './steps.mjs'
-
-function env(name) {
-  const v = process.env[name]
-  if (!v) throw new Error(`environment variable ${name} is required`)
-  return v
-}
+import { env, step, section, expectGrantError, finish } from './steps.mjs'
 
 const ISSUER = env('ISSUER')
 const USERNAME = env('USERNAME')

@@ -7,13 +7,7 @@
 
 import assert from 'node:assert/strict'
 import * as client from 'openid-client'
-import { step, section, expectGrantError, finish } from './steps.mjs'
-
-function env(name) {
-  const v = process.env[name]
-  if (!v) throw new Error(`environment variable ${name} is required`)
-  return v
-}
+import { env, step, section, expectGrantError, finish } from './steps.mjs'
 
 const USERNAME = env('USERNAME')
 const PASSWORD = env('PASSWORD')

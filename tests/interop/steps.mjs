@@ -6,6 +6,13 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import * as client from 'openid-client'
 
+/** Returns the required environment variable name, or throws. */
+export function env(name) {
+  const v = process.env[name]
+  if (!v) throw new Error(`environment variable ${name} is required`)
+  return v
+}
+
 const summary = {
   issuer: process.env.ISSUER,
   node: process.version,
