@@ -1,0 +1,59 @@
+package caddymodule
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/portcullis-gw/portcullis/flows"
+)
+
+func TestClientRecordGrantTypes(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		cfg     ClientConfig
+		want    []string
+		wantErr string
+	}{
+		{
+			name: "password grant for a trusted legacy client",
+			cfg:  ClientConfig{ID: "legacy", Secret: "s", GrantTypes: []string{"password", "refresh_token"}},
+			want: []string{flows.GrantPassword, flows.GrantRefreshToken},
+		},
+		{
+			name: "device_code is short for the RFC 8628 URN",
+			cfg:  ClientConfig{ID: "cli", Public: true, GrantTypes: []string{"device_code", "refresh_token"}},
+			want: []string{flows.GrantDeviceCode, flows.GrantRefreshToken},
+		},
+		{
+			name: "the URN itself is accepted",
+			cfg:  ClientConfig{ID: "cli", Public: true, GrantTypes: []string{flows.GrantDeviceCode}},
+			want: []string{flows.GrantDeviceCode},
+		},
+		{
+			name:    "unknown grant types name the supported ones",
+			cfg:     ClientConfig{ID: "x", Secret: "s", GrantTypes: []string{"implicit"}},
+			wantErr: `grant type "implicit" is not supported; use one of authorization_code, refresh_token, client_credentials, ` + flows.GrantDeviceCode + `, password`,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			given := append([]string(nil), tc.cfg.GrantTypes...)
+			rec, err := tc.cfg.ClientRecord(tc.cfg.Secret)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(rec.GrantTypes, tc.want) {
+				t.Errorf("grant types %v, want %v", rec.GrantTypes, tc.want)
+			}
+			if !reflect.DeepEqual(tc.cfg.GrantTypes, given) {
+				t.Errorf("ClientRecord changed the config's grant types to %v", tc.cfg.GrantTypes)
+			}
+		})
+	}
+}
