@@ -39,7 +39,8 @@ banner() {
   Discovery         http://localhost:9000/.well-known/openid-configuration
   Demo user         alice / alice
   Clients           demo-app (secret demo-app-secret), demo-spa (public, PKCE),
-                    demo-backend (secret demo-backend-secret, client credentials)
+                    demo-backend (secret demo-backend-secret, client credentials),
+                    demo-cli (public, device login), demo-legacy (secret demo-legacy-secret, password grant)
   Try it            open http://localhost:9000/authorize?client_id=demo-spa&response_type=code&scope=openid%20profile&redirect_uri=http://localhost:3000/callback&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256
   Admin API         http://localhost:2019/portcullis/clients
 

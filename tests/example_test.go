@@ -2,6 +2,7 @@ package tests
 
 import (
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,13 @@ func TestCaddyfileExampleDemo(t *testing.T) {
 	}
 	if resp, body := navigate(t, NewBrowser(t), g.AppURL+"/health", nil); resp.StatusCode != 200 || body != "ok" {
 		t.Errorf("/health (a skip path) without a session: %d %q", resp.StatusCode, body)
+	}
+
+	// The trusted legacy client signs alice in with the password grant.
+	resp, tokens := PostForm(t, g.BaseURL+"/oauth/token", url.Values{"grant_type": {"password"},
+		"username": {"alice"}, "password": {"alice"}, "scope": {"openid offline_access"}}, "demo-legacy", "demo-legacy-secret")
+	if resp.StatusCode != 200 || tokens["id_token"] == nil || tokens["refresh_token"] == nil {
+		t.Errorf("password grant for demo-legacy: %d %v", resp.StatusCode, tokens)
 	}
 
 	resp, _ = navigate(t, browser, g.AppURL+"/oauth2/logout", nil)
