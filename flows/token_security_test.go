@@ -397,7 +397,7 @@ func TestTokenEndpointRequestHygiene(t *testing.T) {
 		{"malformed form", "POST", "application/x-www-form-urlencoded", "grant_type=%zz", basicHdr, 400, "invalid_request"},
 		{"huge body", "POST", "application/x-www-form-urlencoded", cc + "&pad=" + strings.Repeat("a", 1<<20), basicHdr, 400, "invalid_request"},
 		{"missing grant_type", "POST", "application/x-www-form-urlencoded", "", basicHdr, 400, "invalid_request"},
-		{"unknown grant_type", "POST", "application/x-www-form-urlencoded", "grant_type=password&username=alice&password=x", basicHdr, 400, "unsupported_grant_type"},
+		{"unknown grant_type", "POST", "application/x-www-form-urlencoded", "grant_type=urn:example:grant-type:unknown", basicHdr, 400, "unsupported_grant_type"},
 		{"implicit grant_type", "POST", "application/x-www-form-urlencoded", "grant_type=implicit", basicHdr, 400, "unsupported_grant_type"},
 		{"GET", "GET", "", "", basicHdr, 405, "invalid_request"},
 		{"PUT", "PUT", "application/x-www-form-urlencoded", cc, basicHdr, 405, "invalid_request"},
