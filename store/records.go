@@ -256,3 +256,61 @@ func contains(list []string, v string) bool {
 	}
 	return false
 }
+
+// Device authorization states (RFC 8628 §3.5): a request is pending until
+// the user decides, then approved or denied; an approved request becomes
+// issued when the device's poll redeems it, exactly once.
+const (
+	DevicePending  = "pending"
+	DeviceApproved = "approved"
+	DeviceDenied   = "denied"
+	DeviceIssued   = "issued"
+)
+
+// DeviceCode is a device authorization request (RFC 8628), kept under the
+// digest of its device_code. The record outlives the code (ExpiresAt is
+// later than CodeExpiresAt) so that a poll after the code expired is told
+// expired_token rather than that the code is unknown, and a redemption
+// replayed later is still recognised.
+type DeviceCode struct {
+	// Digest is the digest of the device_code.
+	Digest string `json:"digest"`
+	// UserCode is the code the user types, normalised: upper case, no
+	// separator. It is unique among codes that have not expired.
+	UserCode string   `json:"user_code"`
+	ClientID string   `json:"client_id"`
+	Scopes   []string `json:"scopes,omitempty"`
+	Audience string   `json:"aud,omitempty"`
+	// Interval is the polling interval announced to the device, in seconds.
+	Interval int64 `json:"interval"`
+	// Status is DevicePending, DeviceApproved, DeviceDenied or DeviceIssued.
+	Status string `json:"status"`
+	// GrantID is the grant the tokens are issued under, so that a replayed
+	// redemption revokes them.
+	GrantID string `json:"grant_id"`
+	// Subject, AuthTime and SessionID are the user who decided and their
+	// sign-in, set with the decision.
+	Subject   string    `json:"sub,omitempty"`
+	AuthTime  time.Time `json:"auth_time"`
+	SessionID string    `json:"sid,omitempty"`
+	DecidedAt time.Time `json:"decided_at"`
+	CreatedAt time.Time `json:"created_at"`
+	// CodeExpiresAt ends the validity of the device_code and user_code: no
+	// decision and no redemption after it, and its user code is free again.
+	CodeExpiresAt time.Time `json:"code_expires_at"`
+	// ExpiresAt is when the record itself goes, after CodeExpiresAt.
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// DeviceDecision is a user's answer to a device authorization request.
+type DeviceDecision struct {
+	// Approved is true to approve, false to deny.
+	Approved bool
+	// Subject, AuthTime and SessionID identify the user who decided and
+	// their sign-in.
+	Subject   string
+	AuthTime  time.Time
+	SessionID string
+	// At is when the decision was taken.
+	At time.Time
+}

@@ -1,15 +1,17 @@
 // Package store defines the persistence contract of Portcullis: the records the
-// authorization server keeps (clients, users, APIs, grants, codes, tokens,
-// consents, SSO sessions, signing keys) and the one interface every backend
-// implements. The embedded default is boltstore; the contract tests in
-// storetest run against any backend, so a shared SQL backend for several Caddy
-// instances can be added without touching the flows.
+// authorization server keeps (clients, users, APIs, grants, codes, device
+// authorization requests, tokens, consents, SSO sessions, signing keys) and
+// the one interface every backend implements. The embedded default is
+// boltstore; the contract tests in storetest run against any backend, so a
+// shared SQL backend for several Caddy instances can be added without
+// touching the flows.
 //
 // Rules every backend follows:
 //   - a record past its ExpiresAt is never returned (ErrNotFound), whether or
 //     not the background Sweep has collected it yet;
-//   - "take once" operations (TakeCode, RotateRefreshToken) are atomic: under
-//     any concurrency exactly one caller succeeds;
+//   - "take once" operations (TakeCode, RotateRefreshToken, DecideDeviceCode,
+//     TakeDeviceCode) are atomic: under any concurrency exactly one caller
+//     succeeds;
 //   - every write is a transaction: a crash leaves the old or the new state,
 //     never half of a grant.
 package store
@@ -35,6 +37,10 @@ var (
 	// ErrConflict means a record with that key already exists where a new one
 	// was required.
 	ErrConflict = errors.New("store: already exists")
+	// ErrNotApproved means a device authorization request cannot be redeemed
+	// because the user has not approved it: it is still pending, or denied.
+	// The record is returned alongside.
+	ErrNotApproved = errors.New("store: not approved")
 )
 
 // Store is the persistence contract. Methods take a context for backends that
@@ -64,6 +70,33 @@ type Store interface {
 	// TakeCode marks the code used and returns it, in one atomic step. A
 	// second take returns the record with ErrAlreadyUsed.
 	TakeCode(ctx context.Context, digest string) (*AuthCode, error)
+
+	// Device authorization requests (RFC 8628), keyed by the digest of the
+	// device_code, with an index by user code. Past its CodeExpiresAt a
+	// request can no longer be found by user code, decided or redeemed,
+	// but GetDeviceCode still returns it until its ExpiresAt.
+	//
+	// PutDeviceCode stores a new request. It returns ErrConflict when the
+	// digest exists or the user code belongs to a request whose code has
+	// not expired; the caller draws another code.
+	PutDeviceCode(ctx context.Context, d *DeviceCode) error
+	// GetDeviceCode returns the request under digest. It only reads: the
+	// device's polls must not write.
+	GetDeviceCode(ctx context.Context, digest string) (*DeviceCode, error)
+	// GetDeviceCodeByUserCode returns the request whose normalised user
+	// code is userCode and whose code has not expired.
+	GetDeviceCodeByUserCode(ctx context.Context, userCode string) (*DeviceCode, error)
+	// DecideDeviceCode records the user's decision on a pending request and
+	// returns the updated record, in one atomic step. A request already
+	// decided (or issued) is returned unchanged with ErrAlreadyUsed; one
+	// whose code expired is ErrNotFound.
+	DecideDeviceCode(ctx context.Context, digest string, d DeviceDecision) (*DeviceCode, error)
+	// TakeDeviceCode marks an approved request issued and returns it, in
+	// one atomic step. A request already issued is returned with
+	// ErrAlreadyUsed, even after its code expired (the caller revokes its
+	// grant); otherwise one whose code expired is ErrNotFound, and a pending
+	// or denied one is returned with ErrNotApproved.
+	TakeDeviceCode(ctx context.Context, digest string) (*DeviceCode, error)
 
 	// PutGrant stores a grant, the family every refresh token, opaque access
 	// token and code replay check of one authorization hangs off.

@@ -38,10 +38,13 @@ var (
 	bucketSecrets  = []byte("secrets")
 	bucketRevoked  = []byte("revoked_grants") // tombstones, see RevokeGrant
 	bucketGWSess   = []byte("gateway_sessions")
+	bucketDevice   = []byte("device_codes")
+	bucketUserCode = []byte("device_user_codes") // user code -> device code digest, until the code expires
 
 	allBuckets = [][]byte{bucketClients, bucketUsers, bucketAPIs, bucketCodes,
 		bucketGrants, bucketGrantIdx, bucketRefresh, bucketAccess, bucketJTI,
-		bucketConsents, bucketSessions, bucketKeys, bucketSecrets, bucketRevoked, bucketGWSess}
+		bucketConsents, bucketSessions, bucketKeys, bucketSecrets, bucketRevoked, bucketGWSess,
+		bucketDevice, bucketUserCode}
 )
 
 const (
@@ -294,6 +297,136 @@ func (s *Store) TakeCode(_ context.Context, digest string) (*store.AuthCode, err
 		return nil, err
 	}
 	return code, nil
+}
+
+// --- device authorization requests ---
+
+// PutDeviceCode implements store.Store.
+func (s *Store) PutDeviceCode(_ context.Context, d *store.DeviceCode) error {
+	if d.Digest == "" || d.UserCode == "" {
+		return errors.New("store: a device code needs a digest and a user code")
+	}
+	if d.CodeExpiresAt.IsZero() || d.ExpiresAt.Before(d.CodeExpiresAt) {
+		return errors.New("store: a device code needs a CodeExpiresAt, and an ExpiresAt not before it")
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketDevice).Get([]byte(d.Digest)) != nil {
+			return store.ErrConflict
+		}
+		if raw := tx.Bucket(bucketUserCode).Get([]byte(d.UserCode)); raw != nil && store.Live(expiryOf(raw), s.now()) {
+			return store.ErrConflict
+		}
+		if err := put(tx, bucketDevice, d.Digest, d, d.ExpiresAt); err != nil {
+			return err
+		}
+		return put(tx, bucketUserCode, d.UserCode, d.Digest, d.CodeExpiresAt)
+	})
+}
+
+// GetDeviceCode implements store.Store.
+func (s *Store) GetDeviceCode(_ context.Context, digest string) (*store.DeviceCode, error) {
+	return getOne[store.DeviceCode](s, bucketDevice, digest)
+}
+
+// GetDeviceCodeByUserCode implements store.Store.
+func (s *Store) GetDeviceCodeByUserCode(_ context.Context, userCode string) (*store.DeviceCode, error) {
+	d := new(store.DeviceCode)
+	err := s.view(func(tx *bolt.Tx) error {
+		now := s.now()
+		var digest string
+		if err := get(tx, bucketUserCode, userCode, now, &digest); err != nil {
+			return err
+		}
+		if err := get(tx, bucketDevice, digest, now, d); err != nil {
+			return err
+		}
+		// The index entry and the record are written together and the entry
+		// expires with the code; check both anyway, so that a damaged index
+		// can never hand out another request.
+		if d.UserCode != userCode || !store.Live(d.CodeExpiresAt, now) {
+			return store.ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// DecideDeviceCode implements store.Store.
+func (s *Store) DecideDeviceCode(_ context.Context, digest string, dec store.DeviceDecision) (*store.DeviceCode, error) {
+	var out *store.DeviceCode
+	err := s.update(func(tx *bolt.Tx) error {
+		now := s.now()
+		d := new(store.DeviceCode)
+		out = nil
+		if err := get(tx, bucketDevice, digest, now, d); err != nil {
+			return err
+		}
+		if !store.Live(d.CodeExpiresAt, now) {
+			return store.ErrNotFound
+		}
+		out = d
+		if d.Status != store.DevicePending {
+			return store.ErrAlreadyUsed
+		}
+		decided := *d
+		decided.Status = store.DeviceDenied
+		if dec.Approved {
+			decided.Status = store.DeviceApproved
+		}
+		decided.Subject, decided.AuthTime, decided.SessionID, decided.DecidedAt = dec.Subject, dec.AuthTime, dec.SessionID, dec.At
+		if err := put(tx, bucketDevice, digest, &decided, d.ExpiresAt); err != nil {
+			return err
+		}
+		out = &decided
+		return nil
+	})
+	switch {
+	case errors.Is(err, store.ErrAlreadyUsed):
+		return out, err
+	case err != nil:
+		return nil, err
+	}
+	return out, nil
+}
+
+// TakeDeviceCode implements store.Store.
+func (s *Store) TakeDeviceCode(_ context.Context, digest string) (*store.DeviceCode, error) {
+	var out *store.DeviceCode
+	err := s.update(func(tx *bolt.Tx) error {
+		now := s.now()
+		d := new(store.DeviceCode)
+		out = nil
+		if err := get(tx, bucketDevice, digest, now, d); err != nil {
+			return err
+		}
+		switch {
+		case d.Status == store.DeviceIssued:
+			out = d
+			return store.ErrAlreadyUsed
+		case !store.Live(d.CodeExpiresAt, now):
+			return store.ErrNotFound
+		case d.Status != store.DeviceApproved:
+			out = d
+			return store.ErrNotApproved
+		}
+		issued := *d
+		issued.Status = store.DeviceIssued
+		if err := put(tx, bucketDevice, digest, &issued, d.ExpiresAt); err != nil {
+			return err
+		}
+		out = &issued
+		return nil
+	})
+	switch {
+	case errors.Is(err, store.ErrAlreadyUsed), errors.Is(err, store.ErrNotApproved):
+		return out, err
+	case err != nil:
+		return nil, err
+	}
+	return out, nil
 }
 
 // --- grants and the tokens that hang off them ---
@@ -727,7 +860,7 @@ func (s *Store) Sweep(_ context.Context, now time.Time) (int, error) {
 					return err
 				}
 			}
-			if !bytes.Equal(name, bucketGrantIdx) && !bytes.Equal(name, bucketRevoked) {
+			if !bytes.Equal(name, bucketGrantIdx) && !bytes.Equal(name, bucketRevoked) && !bytes.Equal(name, bucketUserCode) {
 				removed += len(dead) // index entries are not records
 			}
 		}

@@ -78,6 +78,9 @@ func TestPersistsAcrossReopen(t *testing.T) {
 		Subject: "alice", AuthTime: t0, CreatedAt: t0, ExpiresAt: t0.Add(time.Minute)}
 	consent := &store.Consent{Subject: "alice", ClientID: "app", Scopes: []string{"openid"}, CreatedAt: t0}
 	session := &store.Session{ID: "sess-1", Subject: "alice", AuthTime: t0, AMR: []string{"pwd"}, CreatedAt: t0, ExpiresAt: day}
+	device := &store.DeviceCode{Digest: "dc-1", UserCode: "BCDFGHJK", ClientID: "app", Scopes: []string{"openid"},
+		Interval: 5, Status: store.DevicePending, GrantID: "grant-2", CreatedAt: t0,
+		CodeExpiresAt: t0.Add(10 * time.Minute), ExpiresAt: t0.Add(15 * time.Minute)}
 	key := &store.Key{ID: "kid-1", Alg: "ES256", PrivateJWK: json.RawMessage(`{"kty":"EC","d":"x"}`),
 		CreatedAt: t0, ActiveUntil: day, ExpiresAt: day.Add(24 * time.Hour)}
 
@@ -103,6 +106,7 @@ func TestPersistsAcrossReopen(t *testing.T) {
 	must(s.PutConsent(ctx, consent), "PutConsent")
 	must(s.PutSession(ctx, session), "PutSession")
 	must(s.PutKey(ctx, key), "PutKey")
+	must(s.PutDeviceCode(ctx, device), "PutDeviceCode")
 	secret, err := s.GetOrCreateSecret(ctx, "cookie", func() ([]byte, error) { return []byte("0123456789abcdef"), nil })
 	must(err, "GetOrCreateSecret")
 	must(s.Close(), "Close")
@@ -141,6 +145,11 @@ func TestPersistsAcrossReopen(t *testing.T) {
 	check("session", gotSession, err, session)
 	keys, err := s.ListKeys(ctx)
 	check("keys", keys, err, []*store.Key{key})
+	gotDevice, err := s.GetDeviceCode(ctx, "dc-1")
+	check("device code", gotDevice, err, device)
+	// The user-code index survived too.
+	gotDevice, err = s.GetDeviceCodeByUserCode(ctx, "BCDFGHJK")
+	check("device code by user code", gotDevice, err, device)
 
 	if _, err := s.GetRefreshToken(ctx, "rt-1"); !errors.Is(err, store.ErrAlreadyUsed) {
 		t.Errorf("rotated refresh token after reopen: %v, want ErrAlreadyUsed", err)

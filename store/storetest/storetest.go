@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) (s store.Store, setNow func(func(
 		{"Expiry", testExpiry},
 		{"Sweep", testSweep},
 		{"AuthCodes", testAuthCodes},
+		{"DeviceCodes", testDeviceCodes},
 		{"Grants", testGrants},
 		{"RefreshTokens", testRefreshTokens},
 		{"RevokeGrant", testRevokeGrant},
@@ -363,6 +364,24 @@ func newCode(digest string, exp time.Time) *store.AuthCode {
 	}
 }
 
+// newDevice returns a pending device authorization request whose code
+// expires at codeExp and whose record expires at exp.
+func newDevice(digest, userCode string, codeExp, exp time.Time) *store.DeviceCode {
+	return &store.DeviceCode{
+		Digest:        digest,
+		UserCode:      userCode,
+		ClientID:      "tv",
+		Scopes:        []string{"openid", "offline_access"},
+		Audience:      "https://api.example",
+		Interval:      5,
+		Status:        store.DevicePending,
+		GrantID:       "grant-of-" + digest,
+		CreatedAt:     t0,
+		CodeExpiresAt: codeExp,
+		ExpiresAt:     exp,
+	}
+}
+
 func newConsent(subject, clientID string, scopes []string, exp time.Time) *store.Consent {
 	return &store.Consent{Subject: subject, ClientID: clientID, Scopes: scopes, CreatedAt: t0, ExpiresAt: exp}
 }
@@ -583,6 +602,11 @@ var expiringKinds = []expiring{
 			return f.s.PutAccessToken(f.ctx, newAccess(id, nil, exp))
 		},
 		func(f *fixture, id string) error { _, err := f.s.GetAccessToken(f.ctx, id); return err }},
+	{"device code",
+		func(f *fixture, id string, exp time.Time) error {
+			return f.s.PutDeviceCode(f.ctx, newDevice(id, "UC-"+id, exp.Add(-5*time.Minute), exp))
+		},
+		func(f *fixture, id string) error { _, err := f.s.GetDeviceCode(f.ctx, id); return err }},
 	{"session",
 		func(f *fixture, id string, exp time.Time) error { return f.s.PutSession(f.ctx, newSession(id, exp)) },
 		func(f *fixture, id string) error { _, err := f.s.GetSession(f.ctx, id); return err }},
@@ -815,6 +839,288 @@ func testAuthCodes(t *testing.T, o opener) {
 			if wins != 1 {
 				t.Fatalf("%d of %d concurrent TakeCode calls succeeded, want exactly 1", wins, racers)
 			}
+		}},
+	})
+}
+
+// --- device authorization requests ---
+
+// decision is alice's decision on a device authorization request.
+func decision(approved bool) store.DeviceDecision {
+	return store.DeviceDecision{Approved: approved, Subject: "alice", AuthTime: t0.Add(-time.Minute), SessionID: "sid-alice", At: t0.Add(time.Minute)}
+}
+
+// decided is d as DecideDeviceCode(dec) leaves it.
+func decided(d *store.DeviceCode, dec store.DeviceDecision) *store.DeviceCode {
+	cp := *d
+	cp.Status = store.DeviceDenied
+	if dec.Approved {
+		cp.Status = store.DeviceApproved
+	}
+	cp.Subject, cp.AuthTime, cp.SessionID, cp.DecidedAt = dec.Subject, dec.AuthTime, dec.SessionID, dec.At
+	return &cp
+}
+
+// withStatus is a copy of d with another status.
+func withStatus(d *store.DeviceCode, status string) *store.DeviceCode {
+	cp := *d
+	cp.Status = status
+	return &cp
+}
+
+func testDeviceCodes(t *testing.T, o opener) {
+	codeExp, exp := t0.Add(10*time.Minute), t0.Add(15*time.Minute)
+	runAll(t, o, []subtest{
+		{"PutDeviceCode then get by digest and by user code", func(t *testing.T, f *fixture) {
+			want := newDevice("dc-1", "BCDFGHJK", codeExp, exp)
+			ok(t, f.s.PutDeviceCode(f.ctx, want), "PutDeviceCode")
+			got, err := f.s.GetDeviceCode(f.ctx, "dc-1")
+			ok(t, err, "GetDeviceCode")
+			same(t, got, want, "GetDeviceCode")
+			got, err = f.s.GetDeviceCodeByUserCode(f.ctx, "BCDFGHJK")
+			ok(t, err, "GetDeviceCodeByUserCode")
+			same(t, got, want, "GetDeviceCodeByUserCode")
+		}},
+		{"unknown digest and user code are ErrNotFound", func(t *testing.T, f *fixture) {
+			ok(t, f.s.PutDeviceCode(f.ctx, newDevice("dc-1", "BCDFGHJK", codeExp, exp)), "PutDeviceCode")
+			_, err := f.s.GetDeviceCode(f.ctx, "dc-2")
+			is(t, err, store.ErrNotFound, "GetDeviceCode unknown")
+			_, err = f.s.GetDeviceCodeByUserCode(f.ctx, "BCDFGHJL")
+			is(t, err, store.ErrNotFound, "GetDeviceCodeByUserCode unknown")
+			_, err = f.s.DecideDeviceCode(f.ctx, "dc-2", decision(true))
+			is(t, err, store.ErrNotFound, "DecideDeviceCode unknown")
+			_, err = f.s.TakeDeviceCode(f.ctx, "dc-2")
+			is(t, err, store.ErrNotFound, "TakeDeviceCode unknown")
+		}},
+		{"PutDeviceCode of an existing digest is ErrConflict and keeps the original", func(t *testing.T, f *fixture) {
+			want := newDevice("dc-1", "BCDFGHJK", codeExp, exp)
+			ok(t, f.s.PutDeviceCode(f.ctx, want), "PutDeviceCode")
+			other := newDevice("dc-1", "ZXWVTSRQ", codeExp, exp)
+			other.ClientID = "evil"
+			is(t, f.s.PutDeviceCode(f.ctx, other), store.ErrConflict, "PutDeviceCode again")
+			got, err := f.s.GetDeviceCode(f.ctx, "dc-1")
+			ok(t, err, "GetDeviceCode")
+			same(t, got, want, "device code after conflicting put")
+			_, err = f.s.GetDeviceCodeByUserCode(f.ctx, "ZXWVTSRQ")
+			is(t, err, store.ErrNotFound, "user code of the refused put")
+		}},
+		{"a user code is unique until its code expires, then reusable", func(t *testing.T, f *fixture) {
+			first := newDevice("dc-1", "BCDFGHJK", codeExp, exp)
+			ok(t, f.s.PutDeviceCode(f.ctx, first), "PutDeviceCode")
+			is(t, f.s.PutDeviceCode(f.ctx, newDevice("dc-2", "BCDFGHJK", codeExp, exp)), store.ErrConflict, "same user code, live")
+			_, err := f.s.GetDeviceCode(f.ctx, "dc-2")
+			is(t, err, store.ErrNotFound, "request refused for its user code")
+
+			f.clk.Set(codeExp)
+			second := newDevice("dc-2", "BCDFGHJK", codeExp.Add(10*time.Minute), exp.Add(10*time.Minute))
+			ok(t, f.s.PutDeviceCode(f.ctx, second), "same user code after the first code expired")
+			got, err := f.s.GetDeviceCodeByUserCode(f.ctx, "BCDFGHJK")
+			ok(t, err, "GetDeviceCodeByUserCode")
+			same(t, got, second, "the user code names the new request")
+			got, err = f.s.GetDeviceCode(f.ctx, "dc-1")
+			ok(t, err, "the first request is still readable by digest")
+			same(t, got, first, "first request")
+		}},
+		{"past CodeExpiresAt: readable by digest only, until ExpiresAt", func(t *testing.T, f *fixture) {
+			want := newDevice("dc-1", "BCDFGHJK", codeExp, exp)
+			ok(t, f.s.PutDeviceCode(f.ctx, want), "PutDeviceCode")
+			f.clk.Set(codeExp.Add(-time.Second))
+			_, err := f.s.GetDeviceCodeByUserCode(f.ctx, "BCDFGHJK")
+			ok(t, err, "by user code a second before the code expires")
+
+			f.clk.Set(codeExp)
+			_, err = f.s.GetDeviceCodeByUserCode(f.ctx, "BCDFGHJK")
+			is(t, err, store.ErrNotFound, "by user code once the code expired")
+			got, err := f.s.GetDeviceCode(f.ctx, "dc-1")
+			ok(t, err, "by digest once the code expired")
+			same(t, got, want, "expired code's record")
+			_, err = f.s.DecideDeviceCode(f.ctx, "dc-1", decision(true))
+			is(t, err, store.ErrNotFound, "DecideDeviceCode once the code expired")
+			_, err = f.s.TakeDeviceCode(f.ctx, "dc-1")
+			is(t, err, store.ErrNotFound, "TakeDeviceCode once the code expired")
+			got, err = f.s.GetDeviceCode(f.ctx, "dc-1")
+			ok(t, err, "by digest after the refused decision")
+			same(t, got, want, "the refused decision changed nothing")
+
+			f.clk.Set(exp)
+			_, err = f.s.GetDeviceCode(f.ctx, "dc-1")
+			is(t, err, store.ErrNotFound, "by digest at ExpiresAt")
+		}},
+		{"approve once: a second decision is ErrAlreadyUsed and changes nothing", func(t *testing.T, f *fixture) {
+			d := newDevice("dc-1", "BCDFGHJK", codeExp, exp)
+			ok(t, f.s.PutDeviceCode(f.ctx, d), "PutDeviceCode")
+			want := decided(d, decision(true))
+			got, err := f.s.DecideDeviceCode(f.ctx, "dc-1", decision(true))
+			ok(t, err, "DecideDeviceCode approve")
+			same(t, got, want, "approved request")
+			got, err = f.s.GetDeviceCode(f.ctx, "dc-1")
+			ok(t, err, "GetDeviceCode")
+			same(t, got, want, "approved request as stored")
+
+			deny := decision(false)
+			deny.Subject = "mallory"
+			got, err = f.s.DecideDeviceCode(f.ctx, "dc-1", deny)
+			is(t, err, store.ErrAlreadyUsed, "second DecideDeviceCode")
+			if got == nil {
+				t.Fatal("second DecideDeviceCode returned no record")
+			}
+			same(t, got, want, "record returned with ErrAlreadyUsed")
+			got, err = f.s.GetDeviceCode(f.ctx, "dc-1")
+			ok(t, err, "GetDeviceCode")
+			same(t, got, want, "request after the second decision")
+		}},
+		{"a denied request cannot be approved or taken", func(t *testing.T, f *fixture) {
+			d := newDevice("dc-1", "BCDFGHJK", codeExp, exp)
+			ok(t, f.s.PutDeviceCode(f.ctx, d), "PutDeviceCode")
+			want := decided(d, decision(false))
+			got, err := f.s.DecideDeviceCode(f.ctx, "dc-1", decision(false))
+			ok(t, err, "DecideDeviceCode deny")
+			same(t, got, want, "denied request")
+			_, err = f.s.DecideDeviceCode(f.ctx, "dc-1", decision(true))
+			is(t, err, store.ErrAlreadyUsed, "approving a denied request")
+			got, err = f.s.TakeDeviceCode(f.ctx, "dc-1")
+			is(t, err, store.ErrNotApproved, "TakeDeviceCode of a denied request")
+			same(t, got, want, "record returned with ErrNotApproved")
+		}},
+		{"a pending request cannot be taken and stays pending", func(t *testing.T, f *fixture) {
+			d := newDevice("dc-1", "BCDFGHJK", codeExp, exp)
+			ok(t, f.s.PutDeviceCode(f.ctx, d), "PutDeviceCode")
+			got, err := f.s.TakeDeviceCode(f.ctx, "dc-1")
+			is(t, err, store.ErrNotApproved, "TakeDeviceCode of a pending request")
+			same(t, got, d, "record returned with ErrNotApproved")
+			got, err = f.s.GetDeviceCode(f.ctx, "dc-1")
+			ok(t, err, "GetDeviceCode")
+			same(t, got, d, "request after the refused take")
+			_, err = f.s.DecideDeviceCode(f.ctx, "dc-1", decision(true))
+			ok(t, err, "DecideDeviceCode after the refused take")
+		}},
+		{"take once: a second take is ErrAlreadyUsed, even after the code expired", func(t *testing.T, f *fixture) {
+			d := newDevice("dc-1", "BCDFGHJK", codeExp, exp)
+			ok(t, f.s.PutDeviceCode(f.ctx, d), "PutDeviceCode")
+			approved, err := f.s.DecideDeviceCode(f.ctx, "dc-1", decision(true))
+			ok(t, err, "DecideDeviceCode")
+			want := withStatus(approved, store.DeviceIssued)
+			got, err := f.s.TakeDeviceCode(f.ctx, "dc-1")
+			ok(t, err, "TakeDeviceCode")
+			same(t, got, want, "taken request")
+			got, err = f.s.TakeDeviceCode(f.ctx, "dc-1")
+			is(t, err, store.ErrAlreadyUsed, "second TakeDeviceCode")
+			if got == nil {
+				t.Fatal("second TakeDeviceCode returned no record: the caller cannot revoke its grant")
+			}
+			same(t, got, want, "record returned with ErrAlreadyUsed")
+			_, err = f.s.DecideDeviceCode(f.ctx, "dc-1", decision(false))
+			is(t, err, store.ErrAlreadyUsed, "deciding an issued request")
+
+			f.clk.Set(codeExp.Add(time.Minute))
+			got, err = f.s.TakeDeviceCode(f.ctx, "dc-1")
+			is(t, err, store.ErrAlreadyUsed, "TakeDeviceCode after the code expired")
+			same(t, got, want, "record returned after the code expired")
+		}},
+		{"concurrent DecideDeviceCode of one request: exactly one decides", func(t *testing.T, f *fixture) {
+			d := newDevice("dc-1", "BCDFGHJK", codeExp, exp)
+			ok(t, f.s.PutDeviceCode(f.ctx, d), "PutDeviceCode")
+			got := make([]*store.DeviceCode, racers)
+			errs := make([]error, racers)
+			decisions := make([]store.DeviceDecision, racers)
+			for i := range decisions {
+				decisions[i] = decision(i%2 == 0)
+				decisions[i].Subject = fmt.Sprintf("user-%02d", i)
+			}
+			race(racers, func(i int) { got[i], errs[i] = f.s.DecideDeviceCode(f.ctx, "dc-1", decisions[i]) })
+			winner := -1
+			for i, err := range errs {
+				switch {
+				case err == nil:
+					if winner >= 0 {
+						t.Fatalf("racers %d and %d both decided", winner, i)
+					}
+					winner = i
+				case errors.Is(err, store.ErrAlreadyUsed):
+				default:
+					t.Errorf("racer %d: unexpected error %v", i, err)
+				}
+			}
+			if winner < 0 {
+				t.Fatalf("none of %d concurrent DecideDeviceCode calls succeeded", racers)
+			}
+			want := decided(d, decisions[winner])
+			stored, err := f.s.GetDeviceCode(f.ctx, "dc-1")
+			ok(t, err, "GetDeviceCode")
+			same(t, stored, want, "the stored decision is the winner's")
+			for i, err := range errs {
+				if errors.Is(err, store.ErrAlreadyUsed) {
+					same(t, got[i], want, fmt.Sprintf("racer %d's record", i))
+				}
+			}
+		}},
+		{"concurrent TakeDeviceCode of one request: exactly one succeeds", func(t *testing.T, f *fixture) {
+			ok(t, f.s.PutDeviceCode(f.ctx, newDevice("dc-1", "BCDFGHJK", codeExp, exp)), "PutDeviceCode")
+			approved, err := f.s.DecideDeviceCode(f.ctx, "dc-1", decision(true))
+			ok(t, err, "DecideDeviceCode")
+			want := withStatus(approved, store.DeviceIssued)
+			got := make([]*store.DeviceCode, racers)
+			errs := make([]error, racers)
+			race(racers, func(i int) { got[i], errs[i] = f.s.TakeDeviceCode(f.ctx, "dc-1") })
+			wins := 0
+			for i, err := range errs {
+				switch {
+				case err == nil:
+					wins++
+					same(t, got[i], want, "winner's request")
+				case errors.Is(err, store.ErrAlreadyUsed):
+					if got[i] == nil || got[i].GrantID != want.GrantID {
+						t.Errorf("racer %d: ErrAlreadyUsed without the record: %s", i, show(got[i]))
+					}
+				default:
+					t.Errorf("racer %d: unexpected error %v", i, err)
+				}
+			}
+			if wins != 1 {
+				t.Fatalf("%d of %d concurrent TakeDeviceCode calls succeeded, want exactly 1", wins, racers)
+			}
+		}},
+		{"concurrent PutDeviceCode of one user code: exactly one is stored", func(t *testing.T, f *fixture) {
+			errs := make([]error, racers)
+			race(racers, func(i int) {
+				errs[i] = f.s.PutDeviceCode(f.ctx, newDevice(fmt.Sprintf("dc-%02d", i), "BCDFGHJK", codeExp, exp))
+			})
+			winner := -1
+			for i, err := range errs {
+				switch {
+				case err == nil:
+					if winner >= 0 {
+						t.Fatalf("racers %d and %d both stored user code BCDFGHJK", winner, i)
+					}
+					winner = i
+				case errors.Is(err, store.ErrConflict):
+				default:
+					t.Errorf("racer %d: unexpected error %v", i, err)
+				}
+			}
+			if winner < 0 {
+				t.Fatal("no racer stored the user code")
+			}
+			got, err := f.s.GetDeviceCodeByUserCode(f.ctx, "BCDFGHJK")
+			ok(t, err, "GetDeviceCodeByUserCode")
+			if want := fmt.Sprintf("dc-%02d", winner); got.Digest != want {
+				t.Fatalf("user code names %s, want the winner %s", got.Digest, want)
+			}
+		}},
+		{"Sweep collects the request and its user code", func(t *testing.T, f *fixture) {
+			ok(t, f.s.PutDeviceCode(f.ctx, newDevice("dc-1", "BCDFGHJK", codeExp, exp)), "PutDeviceCode")
+			n, err := f.s.Sweep(f.ctx, exp.Add(time.Minute))
+			ok(t, err, "Sweep")
+			if n != 1 {
+				t.Fatalf("Sweep removed %d records, want 1 (the request; its index entry is not a record)", n)
+			}
+			// With the clock turned back, only what Sweep deleted is gone.
+			_, err = f.s.GetDeviceCode(f.ctx, "dc-1")
+			is(t, err, store.ErrNotFound, "GetDeviceCode after Sweep")
+			_, err = f.s.GetDeviceCodeByUserCode(f.ctx, "BCDFGHJK")
+			is(t, err, store.ErrNotFound, "GetDeviceCodeByUserCode after Sweep")
+			// The user code went too: it is free again, even at t0.
+			ok(t, f.s.PutDeviceCode(f.ctx, newDevice("dc-2", "BCDFGHJK", codeExp, exp)), "PutDeviceCode of the swept user code")
 		}},
 	})
 }
