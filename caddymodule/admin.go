@@ -111,10 +111,14 @@ func notFoundOr(err error, what string) error {
 	return err
 }
 
-// clientView is a client as the admin API shows it: never the secret.
+// clientView is a client as the admin API shows it: never the secret,
+// its digest, or the HMAC key of a client_secret_jwt client (the empty
+// fields shadow the record's). ClientSecret is a generated secret, shown
+// once at creation.
 type clientView struct {
 	*store.Client
 	SecretDigest string `json:"secret_digest,omitempty"`
+	HMACSecret   string `json:"hmac_secret,omitempty"`
 	ClientSecret string `json:"client_secret,omitempty"`
 }
 
@@ -158,10 +162,18 @@ func (a *App) adminClients(w http.ResponseWriter, r *http.Request, id string) er
 		}
 		secret, shown := cfg.Secret, ""
 		keepDigest := false
-		if !cfg.Public && secret == "" {
-			if exists && prev.SecretDigest != "" {
+		csjwt := cfg.TokenEndpointAuthMethod == flows.AuthMethodSecretJWT
+		if !cfg.Public && secret == "" && cfg.TokenEndpointAuthMethod != flows.AuthMethodPrivateKeyJWT {
+			switch {
+			case exists && csjwt && prev.HMACSecret != "":
+				secret = prev.HMACSecret // unchanged: the HMAC key is kept as is
+			case exists && !csjwt && prev.SecretDigest != "":
 				keepDigest, secret = true, "unchanged"
-			} else {
+			case csjwt:
+				// 86 characters: long enough for HS512 (RFC 7518 §3.2).
+				secret = flows.NewSecret() + flows.NewSecret()
+				shown = secret
+			default:
 				secret = flows.NewSecret()
 				shown = secret
 			}

@@ -58,6 +58,14 @@ type App struct {
 	CodeTTL caddy.Duration `json:"code_ttl,omitempty"`
 	// SessionTTL is the SSO session lifetime. Default: 24h.
 	SessionTTL caddy.Duration `json:"session_ttl,omitempty"`
+	// DeviceCodeTTL is how long a device authorization request (RFC 8628)
+	// waits for the user: the lifetime of its device_code and user_code.
+	// Default: 10m.
+	DeviceCodeTTL caddy.Duration `json:"device_code_ttl,omitempty"`
+	// DevicePollInterval is the minimum time between a device's polls of
+	// the token endpoint, in whole seconds (rounded up); faster polls are
+	// answered slow_down and the device's interval grows by 5s. Default: 5s.
+	DevicePollInterval caddy.Duration `json:"device_poll_interval,omitempty"`
 	// Brand customises the login and consent pages.
 	Brand *BrandConfig `json:"brand,omitempty"`
 	// Users defined in the config. They are written to the store on every
@@ -165,7 +173,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		CookieSecrets: [][]byte{secret}, InsecureCookies: a.InsecureCookies,
 		AccessTokenTTL: time.Duration(a.AccessTokenTTL), IDTokenTTL: time.Duration(a.IDTokenTTL),
 		RefreshTokenTTL: time.Duration(a.RefreshTokenTTL), CodeTTL: time.Duration(a.CodeTTL),
-		SessionTTL: time.Duration(a.SessionTTL),
+		SessionTTL:    time.Duration(a.SessionTTL),
+		DeviceCodeTTL: time.Duration(a.DeviceCodeTTL), DevicePollInterval: time.Duration(a.DevicePollInterval),
 	}
 	if a.Brand != nil {
 		cfg.Brand = flows.Brand{Name: a.Brand.Name, Color: a.Brand.Color, LogoURL: a.Brand.LogoURL}
@@ -196,6 +205,14 @@ func (a *App) Validate() error {
 			return fmt.Errorf("portcullis: client %q is defined twice", c.ID)
 		}
 		seen[c.ID] = true
+	}
+	deviceTTL := time.Duration(a.DeviceCodeTTL)
+	if deviceTTL == 0 {
+		deviceTTL = 10 * time.Minute // the flows default
+	}
+	if time.Duration(a.DevicePollInterval) >= deviceTTL {
+		return fmt.Errorf("portcullis: device_poll_interval %s must be shorter than device_code_ttl %s",
+			time.Duration(a.DevicePollInterval), deviceTTL)
 	}
 	return nil
 }

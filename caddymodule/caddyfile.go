@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -9,6 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/portcullis-gw/portcullis/flows"
 )
 
 func init() {
@@ -28,6 +31,7 @@ func init() {
 //		cookie_secret <secret>
 //		insecure_cookies
 //		access_token_ttl|id_token_ttl|refresh_token_ttl|code_ttl|session_ttl <duration>
+//		device_code_ttl|device_poll_interval <duration>
 //		brand {
 //			name <text>
 //			color <#rrggbb>
@@ -44,7 +48,9 @@ func init() {
 //		client <client_id> {
 //			name <text>
 //			secret <secret> | public
-//			token_endpoint_auth_method client_secret_basic|client_secret_post
+//			token_endpoint_auth_method client_secret_basic|client_secret_post|client_secret_jwt|private_key_jwt
+//			token_endpoint_auth_signing_alg <alg>
+//			jwks_file <path to the client's public JWK Set> | jwks_uri <url>
 //			redirect_uris <uri...>
 //			post_logout_redirect_uris <uri...>
 //			grant_types <type...>
@@ -99,6 +105,10 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			err = durationArg(d, &app.CodeTTL)
 		case "session_ttl":
 			err = durationArg(d, &app.SessionTTL)
+		case "device_code_ttl":
+			err = durationArg(d, &app.DeviceCodeTTL)
+		case "device_poll_interval":
+			err = durationArg(d, &app.DevicePollInterval)
 		case "brand":
 			app.Brand, err = parseBrand(d)
 		case "user":
@@ -330,7 +340,18 @@ func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 		case "public":
 			err = boolArg(d, &c.Public)
 		case "token_endpoint_auth_method":
-			err = oneArg(d, &c.TokenEndpointAuthMethod)
+			err = firstErr(oneArg(d, &c.TokenEndpointAuthMethod), checkAuthMethod(d, c.TokenEndpointAuthMethod))
+		case "token_endpoint_auth_signing_alg":
+			err = firstErr(oneArg(d, &c.TokenEndpointAuthSigningAlg), checkAssertionAlg(d, c.TokenEndpointAuthSigningAlg))
+		case "jwks_file":
+			err = oneArg(d, &c.JWKSFile)
+		case "jwks_uri":
+			err = oneArg(d, &c.JWKSURI)
+			if uriErr := flows.ValidateJWKSURI(c.JWKSURI); err == nil && uriErr != nil {
+				err = d.Errf("%v", uriErr)
+			}
+		case "jwks":
+			err = d.Errf("inline jwks is for the JSON config and the admin API; in a Caddyfile use jwks_file <path> or jwks_uri <url>")
 		case "redirect_uris":
 			c.RedirectURIs, err = listArgs(d)
 			err = firstErr(err, checkEach(d, c.RedirectURIs))
@@ -365,16 +386,40 @@ func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 			return c, err
 		}
 	}
-	// Check what can be checked without placeholders expanded, here where
-	// the file and line are known.
+	// Check what can be checked without placeholders expanded and files
+	// read, here where the file and line are known. The stand-in secret is
+	// long enough for any client_secret_jwt alg; the real one is checked
+	// when the config is loaded.
 	secret := c.Secret
 	if strings.Contains(secret, "{") {
-		secret = "placeholder"
+		secret = strings.Repeat("p", 64)
 	}
-	if _, err := c.ClientRecord(secret); err != nil {
+	if _, err := c.clientRecord(secret, false); err != nil {
 		return c, d.Err(err.Error())
 	}
 	return c, nil
+}
+
+// checkAuthMethod refuses an unknown token_endpoint_auth_method on its
+// line; whether it fits the rest of the client is checked at the block's
+// end.
+func checkAuthMethod(d *caddyfile.Dispenser, m string) error {
+	if m == "" || m == flows.AuthMethodPrivateKeyJWT || m == flows.AuthMethodNone || slices.Contains(secretAuthMethods, m) {
+		return nil
+	}
+	return d.Errf("token_endpoint_auth_method %q is not supported; use %s or %s (or `public`)",
+		m, strings.Join(secretAuthMethods, ", "), flows.AuthMethodPrivateKeyJWT)
+}
+
+// checkAssertionAlg refuses, on its line, a token_endpoint_auth_signing_alg
+// that fits neither private_key_jwt nor client_secret_jwt.
+func checkAssertionAlg(d *caddyfile.Dispenser, alg string) error {
+	if flows.CheckAssertionSigningAlg(flows.AuthMethodPrivateKeyJWT, alg) == nil ||
+		flows.CheckAssertionSigningAlg(flows.AuthMethodSecretJWT, alg) == nil {
+		return nil
+	}
+	return d.Errf("token_endpoint_auth_signing_alg %q is not supported; use RS256, RS384, RS512, PS256, PS384, PS512, "+
+		"ES256, ES384, ES512 or EdDSA (private_key_jwt), HS256, HS384 or HS512 (client_secret_jwt)", alg)
 }
 
 func checkEach(d *caddyfile.Dispenser, uris []string) error {

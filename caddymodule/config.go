@@ -2,9 +2,11 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -48,14 +50,42 @@ type ClientConfig struct {
 	// Name is shown on the consent page.
 	Name string `json:"name,omitempty"`
 	// Secret is the client secret (placeholders such as {env.X} and
-	// {file./path} are expanded). Stored only as a SHA-256 digest.
+	// {file./path} are expanded). Stored only as a SHA-256 digest, except
+	// for client_secret_jwt clients, whose secret is the HMAC key and so is
+	// stored as is (never shown by the admin API).
 	Secret string `json:"secret,omitempty"`
 	// Public marks a client that cannot keep a secret (SPA, native, CLI):
 	// token_endpoint_auth_method none, PKCE required.
 	Public bool `json:"public,omitempty"`
-	// TokenEndpointAuthMethod is client_secret_basic or client_secret_post.
+	// TokenEndpointAuthMethod is how the client authenticates at the
+	// token, introspection and revocation endpoints: client_secret_basic or
+	// client_secret_post (the secret itself; either is accepted from such a
+	// client), client_secret_jwt (a JWT assertion with an HS256/384/512
+	// MAC keyed with the secret, which must be at least 32 bytes) or
+	// private_key_jwt (a JWT assertion signed with a key of jwks, jwks_file
+	// or jwks_uri; no secret). Assertions (RFC 7523) must have iss and sub
+	// equal to the client_id, aud naming the issuer or the endpoint, exp
+	// at most 5 minutes ahead, and a jti that is used only once.
 	// Default: client_secret_basic (none for public clients).
 	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method,omitempty"`
+	// TokenEndpointAuthSigningAlg, when set, is the only JWS algorithm
+	// accepted on the client's assertions: RS256, RS384, RS512, PS256,
+	// PS384, PS512, ES256, ES384, ES512 or EdDSA for private_key_jwt,
+	// HS256, HS384 or HS512 for client_secret_jwt (HS384 needs a 48-byte
+	// secret, HS512 a 64-byte one). Default: any that fits the method.
+	TokenEndpointAuthSigningAlg string `json:"token_endpoint_auth_signing_alg,omitempty"`
+	// JWKS is the client's public JWK Set (RFC 7517), inline as a JSON
+	// object, for private_key_jwt. Private key material is refused.
+	JWKS json.RawMessage `json:"jwks,omitempty"`
+	// JWKSFile is the path of a file holding the client's public JWK Set
+	// (JSON), for private_key_jwt; it is read when the config is loaded.
+	JWKSFile string `json:"jwks_file,omitempty"`
+	// JWKSURI is where the client publishes its public JWK Set, for
+	// private_key_jwt: https (http only on a loopback host). It is fetched
+	// with a 5 s timeout and a 256 KiB limit, cached for 5 minutes, and
+	// refetched when an assertion names an unknown kid, at most every 10 s.
+	// Set exactly one of jwks, jwks_file and jwks_uri.
+	JWKSURI string `json:"jwks_uri,omitempty"`
 	// RedirectURIs are matched exactly.
 	RedirectURIs []string `json:"redirect_uris,omitempty"`
 	// PostLogoutRedirectURIs are matched exactly on logout.
@@ -94,6 +124,10 @@ type APIConfig struct {
 	AccessTokenTTL caddy.Duration `json:"access_token_ttl,omitempty"`
 }
 
+// secretAuthMethods are the token_endpoint_auth_methods of clients with a
+// secret.
+var secretAuthMethods = []string{flows.AuthMethodSecretBasic, flows.AuthMethodSecretPost, flows.AuthMethodSecretJWT}
+
 var knownGrantTypes = []string{flows.GrantAuthorizationCode, flows.GrantRefreshToken, flows.GrantClientCredentials,
 	flows.GrantDeviceCode, flows.GrantPassword}
 
@@ -102,8 +136,15 @@ var knownGrantTypes = []string{flows.GrantAuthorizationCode, flows.GrantRefreshT
 var grantTypeAliases = map[string]string{"device_code": flows.GrantDeviceCode}
 
 // ClientRecord validates c and converts it to its store record; secret is
-// the expanded secret.
+// the expanded secret. A jwks_file is read here.
 func (c ClientConfig) ClientRecord(secret string) (*store.Client, error) {
+	return c.clientRecord(secret, true)
+}
+
+// clientRecord is ClientRecord; with readFiles false (Caddyfile parsing,
+// where the file need not exist yet) a jwks_file is neither read nor
+// checked.
+func (c ClientConfig) clientRecord(secret string, readFiles bool) (*store.Client, error) {
 	if c.ID == "" {
 		return nil, errors.New("client_id is required")
 	}
@@ -112,22 +153,64 @@ func (c ClientConfig) ClientRecord(secret string) (*store.Client, error) {
 		GrantTypes: slices.Clone(c.GrantTypes), Scopes: c.Scopes, APIAccess: c.APIAccess, RequirePKCE: c.RequirePKCE,
 		FirstParty: c.FirstParty, AlwaysIssueRefreshToken: c.AlwaysIssueRefreshToken,
 		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod, BackchannelLogoutURI: c.BackchannelLogoutURI,
+		TokenEndpointAuthSigningAlg: c.TokenEndpointAuthSigningAlg, JWKS: c.JWKS, JWKSURI: c.JWKSURI,
+	}
+	keySources := 0
+	for _, set := range []bool{len(c.JWKS) > 0, c.JWKSFile != "", c.JWKSURI != ""} {
+		if set {
+			keySources++
+		}
 	}
 	switch {
 	case c.Public && secret != "":
 		return nil, fmt.Errorf("client %s: a public client has no secret; remove `secret` or `public`", c.ID)
 	case c.Public:
 		rec.TokenEndpointAuthMethod = flows.AuthMethodNone
+	case rec.TokenEndpointAuthMethod == flows.AuthMethodPrivateKeyJWT:
+		if secret != "" {
+			return nil, fmt.Errorf("client %s: a private_key_jwt client authenticates with its key; remove `secret`", c.ID)
+		}
+		if keySources != 1 {
+			return nil, fmt.Errorf("client %s: private_key_jwt needs exactly one of jwks, jwks_file and jwks_uri (the client's public keys)", c.ID)
+		}
 	case secret == "":
 		return nil, fmt.Errorf("client %s: set a secret, or mark it public", c.ID)
 	default:
 		if rec.TokenEndpointAuthMethod == "" {
 			rec.TokenEndpointAuthMethod = flows.AuthMethodSecretBasic
 		}
-		if rec.TokenEndpointAuthMethod != flows.AuthMethodSecretBasic && rec.TokenEndpointAuthMethod != flows.AuthMethodSecretPost {
-			return nil, fmt.Errorf("client %s: token_endpoint_auth_method %q is not supported; use client_secret_basic or client_secret_post", c.ID, rec.TokenEndpointAuthMethod)
+		if !slices.Contains(secretAuthMethods, rec.TokenEndpointAuthMethod) {
+			return nil, fmt.Errorf("client %s: token_endpoint_auth_method %q is not supported; use %s or %s",
+				c.ID, rec.TokenEndpointAuthMethod, strings.Join(secretAuthMethods, ", "), flows.AuthMethodPrivateKeyJWT)
 		}
 		rec.SecretDigest = flows.DigestSecret(secret)
+		if rec.TokenEndpointAuthMethod == flows.AuthMethodSecretJWT {
+			// Verifying an HMAC needs the key itself, not a digest.
+			rec.HMACSecret = secret
+		}
+	}
+	if keySources > 0 && rec.TokenEndpointAuthMethod != flows.AuthMethodPrivateKeyJWT {
+		return nil, fmt.Errorf("client %s: jwks, jwks_file and jwks_uri are for private_key_jwt clients; set token_endpoint_auth_method private_key_jwt", c.ID)
+	}
+	if c.JWKSFile != "" && !readFiles {
+		// Only what does not depend on the file's content.
+		if err := flows.CheckAssertionSigningAlg(rec.TokenEndpointAuthMethod, rec.TokenEndpointAuthSigningAlg); err != nil {
+			return nil, fmt.Errorf("client %s: %w", c.ID, err)
+		}
+	} else {
+		if c.JWKSFile != "" {
+			raw, err := os.ReadFile(c.JWKSFile)
+			if err != nil {
+				return nil, fmt.Errorf("client %s: jwks_file: %w", c.ID, err)
+			}
+			rec.JWKS = raw
+		}
+		if err := flows.ValidateAssertionClient(rec); err != nil {
+			if c.JWKSFile != "" {
+				return nil, fmt.Errorf("client %s: jwks_file %s: %w", c.ID, c.JWKSFile, err)
+			}
+			return nil, fmt.Errorf("client %s: %w", c.ID, err)
+		}
 	}
 	if len(rec.GrantTypes) == 0 {
 		if len(rec.RedirectURIs) > 0 {

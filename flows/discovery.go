@@ -14,7 +14,7 @@ func (s *Server) metadata() map[string]any {
 		grantTypes = append(grantTypes, gt)
 	}
 	sort.Strings(grantTypes)
-	authMethods := []string{"client_secret_basic", "client_secret_post", "none"}
+	authMethods := []string{AuthMethodSecretBasic, AuthMethodSecretPost, AuthMethodSecretJWT, AuthMethodPrivateKeyJWT, AuthMethodNone}
 	return map[string]any{
 		"issuer":                                        s.issuer,
 		"authorization_endpoint":                        s.url(PathAuthorize),
@@ -24,6 +24,7 @@ func (s *Server) metadata() map[string]any {
 		"introspection_endpoint":                        s.url(PathIntrospect),
 		"revocation_endpoint":                           s.url(PathRevoke),
 		"end_session_endpoint":                          s.url(PathEndSession),
+		"device_authorization_endpoint":                 s.url(PathDeviceAuthorization),
 		"scopes_supported":                              standardScopeNames(),
 		"response_types_supported":                      []string{"code"},
 		"response_modes_supported":                      []string{"query", "fragment", "form_post"},
@@ -31,7 +32,7 @@ func (s *Server) metadata() map[string]any {
 		"subject_types_supported":                       []string{"public"},
 		"id_token_signing_alg_values_supported":         []string{s.keys.Alg()},
 		"token_endpoint_auth_methods_supported":         authMethods,
-		"introspection_endpoint_auth_methods_supported": authMethods[:2],
+		"introspection_endpoint_auth_methods_supported": authMethods[:4],
 		"revocation_endpoint_auth_methods_supported":    authMethods,
 		"code_challenge_methods_supported":              []string{"S256"},
 		"dpop_signing_alg_values_supported":             s.dpop.SupportedAlgs(),
@@ -45,6 +46,12 @@ func (s *Server) metadata() map[string]any {
 		"frontchannel_logout_supported":                  false,
 		"backchannel_logout_supported":                   true,
 		"backchannel_logout_session_supported":           true,
+
+		// Client assertions (RFC 7523 §2.2): private_key_jwt and
+		// client_secret_jwt algorithms.
+		"token_endpoint_auth_signing_alg_values_supported":         assertionSigningAlgs(),
+		"introspection_endpoint_auth_signing_alg_values_supported": assertionSigningAlgs(),
+		"revocation_endpoint_auth_signing_alg_values_supported":    assertionSigningAlgs(),
 	}
 }
 

@@ -1,6 +1,7 @@
 package flows
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -66,36 +67,56 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	username, password := r.PostForm.Get("username"), r.PostForm.Get("password")
 	ar.LoginHint = username
+	user, msg, status := s.signInUser(r, username, password)
+	if user == nil {
+		s.showLogin(w, r, client, ar, msg, status)
+		return
+	}
+	sess, err := s.startSession(w, r, user)
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	s.log.Info("signed in", zap.String("sub", user.ID), zap.String("client", client.ID))
+	ar.LoginDone = true
+	s.continueAuthorization(w, r, client, ar, sess)
+}
+
+// signInUser checks a username and password posted from a sign-in form
+// (the login page, the device verification page) under the login
+// throttle. On failure the user is nil and msg and status are what to show
+// with the form again.
+func (s *Server) signInUser(r *http.Request, username, password string) (user *store.User, msg string, status int) {
 	ip := clientIP(r)
 	admitted, wait, done := s.throttle.Begin(username, ip)
 	if !admitted {
 		s.log.Warn("sign-in throttled", zap.String("username", username), zap.String("ip", ip))
-		s.showLogin(w, r, client, ar, fmt.Sprintf("Too many failed attempts. Try again in %s.", roundUp(wait)), http.StatusTooManyRequests)
-		return
+		return nil, fmt.Sprintf("Too many failed attempts. Try again in %s.", roundUp(wait)), http.StatusTooManyRequests
 	}
 	user, err := s.CheckPassword(r, username, password)
 	done(err == nil)
 	if err != nil {
 		s.log.Info("sign-in failed", zap.String("username", username), zap.String("ip", ip))
-		s.showLogin(w, r, client, ar, "The username or password is incorrect.", http.StatusUnauthorized)
-		return
+		return nil, "The username or password is incorrect.", http.StatusUnauthorized
 	}
+	return user, "", http.StatusOK
+}
+
+// startSession creates a new SSO session for user, signed in by password
+// just now, and sets its cookie.
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, user *store.User) (*store.Session, error) {
 	now := s.now()
 	sess := &store.Session{ID: randomToken(), Subject: user.ID, AuthTime: now, AMR: []string{"pwd"}, CreatedAt: now, ExpiresAt: now.Add(s.cfg.SessionTTL)}
 	if err := s.store.PutSession(r.Context(), sess); err != nil {
-		s.renderError(w, r, errServer(err))
-		return
+		return nil, errServer(err)
 	}
 	// A new session id on every login: no session fixation.
 	encoded, err := s.cookies.Encode(s.ssoCookie.Name, sess.ID)
 	if err != nil {
-		s.renderError(w, r, errServer(err))
-		return
+		return nil, errServer(err)
 	}
 	session.WriteChunked(w, r, s.ssoCookie, encoded)
-	s.log.Info("signed in", zap.String("sub", user.ID), zap.String("client", client.ID))
-	ar.LoginDone = true
-	s.continueAuthorization(w, r, client, ar, sess)
+	return sess, nil
 }
 
 func roundUp(d time.Duration) time.Duration {
@@ -199,21 +220,7 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, client *sto
 		s.renderError(w, r, errServer(err))
 		return
 	}
-	views := make([]scopeView, 0, len(ar.Scopes))
-	apiName := ""
-	if api, err := s.apiOrNil(r.Context(), ar.Audience); err == nil && api != nil {
-		apiName = api.Name
-		if apiName == "" {
-			apiName = api.Identifier
-		}
-	}
-	for _, sc := range ar.Scopes {
-		desc := scopeDescription(sc)
-		if !isStandardScope(sc) && apiName != "" {
-			desc = "A permission on " + apiName
-		}
-		views = append(views, scopeView{Name: sc, Description: desc})
-	}
+	apiName, views := s.scopeViews(r.Context(), ar.Audience, ar.Scopes)
 	name := user.Name
 	if name == "" {
 		name = user.Username
@@ -223,4 +230,24 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, client *sto
 		page: s.newPage("Authorize "+clientName(client), nonce), ClientName: clientName(client), UserName: name,
 		APIName: apiName, Action: s.pathPrefix + PathConsent, CSRFToken: s.csrfToken(w, r), AuthRequest: encoded, Scopes: views,
 	})
+}
+
+// scopeViews names the API of a request and describes its scopes in plain
+// words, for the consent and device confirmation pages.
+func (s *Server) scopeViews(ctx context.Context, audience string, scopes []string) (apiName string, views []scopeView) {
+	views = make([]scopeView, 0, len(scopes))
+	if api, err := s.apiOrNil(ctx, audience); err == nil && api != nil {
+		apiName = api.Name
+		if apiName == "" {
+			apiName = api.Identifier
+		}
+	}
+	for _, sc := range scopes {
+		desc := scopeDescription(sc)
+		if !isStandardScope(sc) && apiName != "" {
+			desc = "A permission on " + apiName
+		}
+		views = append(views, scopeView{Name: sc, Description: desc})
+	}
+	return apiName, views
 }

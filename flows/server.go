@@ -62,6 +62,16 @@ type Config struct {
 	// LoginThrottle bounds failed sign-ins. Default: 5 per user and 20 per
 	// IP, refilling one every minute.
 	LoginThrottle ThrottleConfig
+	// DeviceCodeTTL is the lifetime of a device authorization request's
+	// device_code and user_code (RFC 8628). Default: 10 minutes.
+	DeviceCodeTTL time.Duration
+	// DevicePollInterval is the minimum time a device waits between polls
+	// of the token endpoint, in whole seconds (rounded up). Default: 5s.
+	DevicePollInterval time.Duration
+	// UserCodeThrottle bounds wrong user codes entered on the device
+	// verification page. Default: 10 per IP, one forgiven every minute, and
+	// 100 from all IPs together, one forgiven every second.
+	UserCodeThrottle UserCodeThrottleConfig
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 }
@@ -113,11 +123,20 @@ type Server struct {
 	throttle  *throttle
 	hashSlots chan struct{} // bounds concurrent argon2id runs
 
+	// userCodes throttles wrong user codes on the verification page;
+	// devicePolls remembers when each pending device last polled.
+	userCodes   *userCodeThrottle
+	devicePolls *devicePolls
+
 	// dpop checks DPoP proofs at the token endpoint and userinfo, whose
 	// URLs (as discovery publishes them) the proofs' htu must name.
 	dpop        *dpop.Verifier
 	tokenURL    *url.URL
 	userinfoURL *url.URL
+
+	// assertions holds the used client assertion ids and the clients'
+	// keys for private_key_jwt and client_secret_jwt.
+	assertions *assertionState
 
 	discovery atomic.Pointer[[]byte]
 }
@@ -160,8 +179,11 @@ func New(cfg Config) (*Server, error) {
 	s.ssoCookie = session.CookieOptions{Name: "portcullis_sso", Secure: secure, MaxAge: cfg.SessionTTL}
 	s.csrf = session.CookieOptions{Name: "portcullis_csrf", Secure: secure}
 	s.throttle = newThrottle(cfg.LoginThrottle, cfg.Now)
+	s.userCodes = newUserCodeThrottle(cfg.UserCodeThrottle, cfg.Now)
+	s.devicePolls = newDevicePolls(maxDevicePolls)
 	s.hashSlots = make(chan struct{}, maxConcurrentHashes)
 	s.dpop = &dpop.Verifier{Now: cfg.Now}
+	s.assertions = newAssertionState(cfg.Store, cfg.Now, cfg.Logger)
 	s.tokenURL, _ = url.Parse(s.url(PathToken))
 	s.userinfoURL, _ = url.Parse(s.url(PathUserinfo))
 	if s.tmpl, err = parseTemplates(); err != nil {
@@ -170,6 +192,7 @@ func New(cfg Config) (*Server, error) {
 	s.RegisterGrant(GrantAuthorizationCode, authorizationCodeGrant{s})
 	s.RegisterGrant(GrantRefreshToken, refreshTokenGrant{s})
 	s.RegisterGrant(GrantClientCredentials, clientCredentialsGrant{s})
+	s.RegisterGrant(GrantDeviceCode, deviceCodeGrant{s})
 	s.RegisterGrant(GrantPassword, passwordGrant{s})
 	s.routes()
 	s.refreshMetadata()
@@ -191,6 +214,8 @@ func setDefaults(cfg *Config) {
 	def(&cfg.RefreshTokenTTL, 30*24*time.Hour)
 	def(&cfg.CodeTTL, time.Minute)
 	def(&cfg.SessionTTL, 24*time.Hour)
+	def(&cfg.DeviceCodeTTL, 10*time.Minute)
+	def(&cfg.DevicePollInterval, 5*time.Second)
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -234,6 +259,13 @@ const (
 	PathAssets     = "/assets/"
 )
 
+// Device authorization paths (RFC 8628): the endpoint a device asks for a
+// code, and the verification page the user types the code into.
+const (
+	PathDeviceAuthorization = "/oauth/device/code"
+	PathDevice              = "/device"
+)
+
 func (s *Server) url(path string) string { return s.issuer + path }
 
 func (s *Server) routes() {
@@ -249,6 +281,8 @@ func (s *Server) routes() {
 	m.HandleFunc(PathIntrospect, s.serveIntrospect)
 	m.HandleFunc(PathRevoke, cors(s.serveRevoke))
 	m.HandleFunc(PathEndSession, s.serveEndSession)
+	m.HandleFunc(PathDeviceAuthorization, cors(s.serveDeviceAuthorization))
+	m.HandleFunc(PathDevice, s.serveDevice)
 	m.Handle("GET "+PathAssets+"{file}", http.StripPrefix(PathAssets[:len(PathAssets)-1], assetHandler()))
 	s.mux = m
 }
@@ -331,7 +365,7 @@ func (s *Server) Handles(r *http.Request) bool {
 	}
 	switch r.URL.Path {
 	case PathDiscovery, PathASMetadata, PathJWKS, PathAuthorize, PathLogin, PathConsent, PathToken,
-		PathUserinfo, PathIntrospect, PathRevoke, PathEndSession:
+		PathUserinfo, PathIntrospect, PathRevoke, PathEndSession, PathDeviceAuthorization, PathDevice:
 		return true
 	}
 	return strings.HasPrefix(r.URL.Path, PathAssets)
@@ -350,8 +384,15 @@ func (s *Server) logError(r *http.Request, oe *Error) {
 }
 
 // Background runs the periodic work (store sweep, key refresh and
-// rotation) until ctx is done.
+// rotation) until ctx is done. It also writes used client assertion ids to
+// the store as they come, and the last queued ones before it returns.
 func (s *Server) Background(ctx context.Context, every time.Duration) {
+	persisted := make(chan struct{})
+	go func() {
+		defer close(persisted)
+		s.assertions.used.persist(ctx)
+	}()
+	defer func() { <-persisted }()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -368,6 +409,8 @@ func (s *Server) Background(ctx context.Context, every time.Duration) {
 				s.log.Error("refreshing signing keys", zap.Error(err))
 			}
 			s.throttle.prune()
+			s.userCodes.prune()
+			s.devicePolls.prune(s.now())
 		}
 	}
 }
