@@ -15,7 +15,11 @@
 #   BENCH_CONCURRENCY  closed-loop workers (default 64)
 #   BENCH_SCENARIO     all (default), or a comma-separated list of
 #                      client_credentials, authcode_roundtrip, jwks, discovery,
+#                      device_code, device_poll_pending (device: both),
 #                      gateway, guard
+#   BENCH_DEVICE_CODES device_poll_pending: device codes issued before the
+#                      clock starts and polled in turn, each once per
+#                      interval (default 20000)
 #   BENCH_ROUNDS       gateway, guard: rounds each side's measured time is
 #                      split into, alternating the order of the sides
 #                      (default 20)
@@ -33,9 +37,10 @@
 #                      introspecting over HTTP)
 #   BENCH_SWEEP=1      also run client_credentials at 32, 64 and 128 workers
 #   BENCH_PROFILE=1    also take a 5 s CPU profile of the server under
-#                      client_credentials, authcode_roundtrip, gateway and
-#                      guard load (only the ones BENCH_SCENARIO names, if
-#                      it is a list) and print the top of `go tool pprof -top`
+#                      client_credentials, authcode_roundtrip, device_code,
+#                      device_poll_pending, gateway and guard load (only the
+#                      ones BENCH_SCENARIO names, if it is a list) and print
+#                      the top of `go tool pprof -top`
 #   BENCH_KEEP=1       keep the temporary directory (Caddyfile, caddy.log,
 #                      profiles) instead of deleting it
 #
@@ -48,6 +53,7 @@ SECONDS_PER="${BENCH_SECONDS:-10}"
 WARMUP="${BENCH_WARMUP:-1}"
 CONC="${BENCH_CONCURRENCY:-64}"
 SCENARIO="${BENCH_SCENARIO:-all}"
+DEVICE_CODES="${BENCH_DEVICE_CODES:-20000}"
 
 ROUNDS="${BENCH_ROUNDS:-20}"
 LAT_SECONDS="${BENCH_LATENCY_SECONDS:-5}"
@@ -124,6 +130,10 @@ cat >"$WORK/Caddyfile" <<EOF
 		issuer $BASE
 		signing_alg ES256
 		insecure_cookies
+		# The device scenarios: the shortest polling interval, so that fewer
+		# device codes keep the server busy, and codes that outlive a run.
+		device_poll_interval 1s
+		device_code_ttl 30m
 		user alice {
 			password alice-password
 			email alice@example.com
@@ -146,6 +156,11 @@ cat >"$WORK/Caddyfile" <<EOF
 			name "Bench API guard (introspection)"
 			secret api-guard-secret
 			grant_types client_credentials
+		}
+		client bench-device {
+			name "Bench Device"
+			public
+			grant_types device_code
 		}
 		client gateway {
 			name "Bench App"
@@ -315,7 +330,7 @@ if [ "$HTTP_INTROSPECTION" = 1 ]; then
 fi
 echo "== ready ($(nproc) CPUs shared by the servers and the load generator)"
 
-loadgen() { "$WORK/loadgen" -base "$BASE" -server-pid "$CADDY_PID" -seconds "$SECONDS_PER" -warmup "$WARMUP" "${GATEWAY_FLAGS[@]}" "$@"; }
+loadgen() { "$WORK/loadgen" -base "$BASE" -server-pid "$CADDY_PID" -seconds "$SECONDS_PER" -warmup "$WARMUP" -device-codes "$DEVICE_CODES" "${GATEWAY_FLAGS[@]}" "$@"; }
 
 if [ "${BENCH_SWEEP:-0}" = 1 ]; then
 	for c in 32 64 128; do
@@ -325,9 +340,14 @@ if [ "${BENCH_SWEEP:-0}" = 1 ]; then
 fi
 
 if [ "${BENCH_PROFILE:-0}" = 1 ]; then
-	for sc in client_credentials authcode_roundtrip gateway guard; do
-		# With a list of scenarios, profile only those.
-		case ",$SCENARIO," in *,all,* | *,"$sc",*) ;; *) continue ;; esac
+	for sc in client_credentials authcode_roundtrip device_code device_poll_pending gateway guard; do
+		# With a list of scenarios, profile only those (device names both
+		# device scenarios).
+		case ",$SCENARIO," in
+		*,all,* | *,"$sc",*) ;;
+		*,device,*) case "$sc" in device_*) ;; *) continue ;; esac ;;
+		*) continue ;;
+		esac
 		# Profile the middle of the run: after warm-up and worker setup.
 		prof_secs=$(awk -v s="$SECONDS_PER" 'BEGIN { p = (s > 7) ? 5 : int(s / 2); if (p < 1) p = 1; print p }')
 		echo "== profiling the server under $sc (${prof_secs}s CPU profile)"

@@ -71,6 +71,10 @@ type scenario struct {
 	custom func(lg *loadgen, concurrency int, warmup, dur time.Duration, serverPID int) []*result
 }
 
+// benchConcurrency is the -concurrency flag, for scenarios that size their
+// per-worker set-up by it.
+var benchConcurrency int
+
 type loadgen struct {
 	base      string
 	transport *http.Transport
@@ -132,7 +136,7 @@ func main() {
 	seconds := flag.Float64("seconds", 10, "measured duration of each scenario, in seconds")
 	warmup := flag.Float64("warmup", 1, "untimed warm-up before each scenario, in seconds")
 	concurrency := flag.Int("concurrency", 64, "closed-loop workers (and idle keep-alive connections)")
-	only := flag.String("scenario", "all", "scenario to run: all, client_credentials, authcode_roundtrip, jwks, discovery, gateway or guard (comma-separated list allowed; all includes gateway when -app-base and -plain-base are set, guard when -api-base and -plain-base are)")
+	only := flag.String("scenario", "all", "scenario to run: all, client_credentials, authcode_roundtrip, jwks, discovery, device_code, device_poll_pending (device: both), gateway or guard (comma-separated list allowed; all includes gateway when -app-base and -plain-base are set, guard when -api-base and -plain-base are)")
 	serverPID := flag.Int("server-pid", 0, "process id of the server, to report its CPU use next to the load generator's and other processes' (Linux /proc)")
 	wait := flag.Float64("wait", 0, "instead of a benchmark: wait up to this many seconds for -base's discovery document, exit 0 once it is served")
 	freePorts := flag.Int("free-ports", 0, "instead of a benchmark: print this many free 127.0.0.1 TCP ports, one per line")
@@ -149,7 +153,9 @@ func main() {
 	flag.StringVar(&grOpts.introspectBase, "introspect-base", "", "guard scenario, optional: URL of a site of another Caddy whose bearer_auth introspects over HTTP at -base")
 	flag.IntVar(&grOpts.coldTokens, "cold-tokens", 500, "guard scenario: fresh tokens per route whose first request is timed (0 skips the cold phase)")
 	flag.IntVar(&peerPID, "introspect-pid", 0, "process id of the Caddy behind -introspect-base, to report its CPU use apart from other processes'")
+	flag.IntVar(&deviceCodes, "device-codes", 20000, "device_poll_pending: device codes the workers poll in turn, each once per interval")
 	flag.Parse()
+	benchConcurrency = *concurrency
 
 	if *upstream != "" {
 		if err := serveUpstream(*upstream); err != nil {
@@ -181,6 +187,10 @@ func main() {
 	}
 	if grOpts.coldTokens < 0 || grOpts.coldTokens > 2000 {
 		fmt.Fprintln(os.Stderr, "loadgen: need 0 <= -cold-tokens <= 2000")
+		os.Exit(2)
+	}
+	if deviceCodes < 1 || deviceCodes > 1_000_000 {
+		fmt.Fprintln(os.Stderr, "loadgen: need 1 <= -device-codes <= 1000000")
 		os.Exit(2)
 	}
 	for _, b := range []string{gwOpts.appBase, gwOpts.plainBase, gwOpts.serverBase, grOpts.apiBase, grOpts.introspectBase, *waitSite} {
@@ -225,8 +235,16 @@ func main() {
 			run = append(run, s)
 		}
 	} else {
+		var names []string
 		for name := range strings.SplitSeq(*only, ",") {
-			i := slices.IndexFunc(all, func(s scenario) bool { return s.name == strings.TrimSpace(name) })
+			if name = strings.TrimSpace(name); name == "device" {
+				names = append(names, "device_code", "device_poll_pending")
+			} else {
+				names = append(names, name)
+			}
+		}
+		for _, name := range names {
+			i := slices.IndexFunc(all, func(s scenario) bool { return s.name == name })
 			if i < 0 {
 				fmt.Fprintf(os.Stderr, "loadgen: unknown scenario %q\n", name)
 				os.Exit(2)
@@ -262,6 +280,9 @@ func main() {
 			r := lg.run(sc, *concurrency, wu, dur, *serverPID)
 			results = append(results, r)
 			printLine(r)
+			if sc.name == "device_poll_pending" {
+				printDeviceNotes()
+			}
 		}
 		tr.CloseIdleConnections() // each scenario starts from cold connections
 	}
@@ -473,6 +494,14 @@ func scenarios() []scenario {
 		{
 			name: "discovery", unit: "requests",
 			newWorker: getWorker("/.well-known/openid-configuration"), preflight: getPreflight("/.well-known/openid-configuration", "issuer"),
+		},
+		{
+			name: "device_code", unit: "codes", target: 2000,
+			newWorker: deviceCodeWorker, preflight: deviceCodePreflight,
+		},
+		{
+			name: "device_poll_pending", unit: "polls", target: 5000,
+			newWorker: devicePollWorker, preflight: devicePollPreflight,
 		},
 		{
 			name: "gateway", unit: "requests",
