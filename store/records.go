@@ -314,3 +314,16 @@ type DeviceDecision struct {
 	// At is when the decision was taken.
 	At time.Time
 }
+
+// PushedRequest is a pushed authorization request (RFC 9126): the
+// parameters a client sent to the PAR endpoint, kept under the digest of
+// the request_uri reference it got back until the browser brings that
+// request_uri to the authorization endpoint, once.
+type PushedRequest struct {
+	Digest   string `json:"digest"`
+	ClientID string `json:"client_id"`
+	// Params are the authorization request parameters, form-encoded.
+	Params    string    `json:"params"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}

@@ -98,6 +98,14 @@ type Store interface {
 	// or denied one is returned with ErrNotApproved.
 	TakeDeviceCode(ctx context.Context, digest string) (*DeviceCode, error)
 
+	// PutPushedRequest stores a pushed authorization request (RFC 9126)
+	// under the digest of its request_uri reference; ErrConflict when one
+	// exists.
+	PutPushedRequest(ctx context.Context, p *PushedRequest) error
+	// TakePushedRequest removes the pushed request under digest and
+	// returns it, in one atomic step: a request_uri is used once.
+	TakePushedRequest(ctx context.Context, digest string) (*PushedRequest, error)
+
 	// PutGrant stores a grant, the family every refresh token, opaque access
 	// token and code replay check of one authorization hangs off.
 	PutGrant(ctx context.Context, g *Grant) error

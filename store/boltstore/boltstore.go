@@ -40,11 +40,12 @@ var (
 	bucketGWSess   = []byte("gateway_sessions")
 	bucketDevice   = []byte("device_codes")
 	bucketUserCode = []byte("device_user_codes") // user code -> device code digest, until the code expires
+	bucketPushed   = []byte("pushed_requests")
 
 	allBuckets = [][]byte{bucketClients, bucketUsers, bucketAPIs, bucketCodes,
 		bucketGrants, bucketGrantIdx, bucketRefresh, bucketAccess, bucketJTI,
 		bucketConsents, bucketSessions, bucketKeys, bucketSecrets, bucketRevoked, bucketGWSess,
-		bucketDevice, bucketUserCode}
+		bucketDevice, bucketUserCode, bucketPushed}
 )
 
 const (
@@ -424,6 +425,36 @@ func (s *Store) TakeDeviceCode(_ context.Context, digest string) (*store.DeviceC
 	case errors.Is(err, store.ErrAlreadyUsed), errors.Is(err, store.ErrNotApproved):
 		return out, err
 	case err != nil:
+		return nil, err
+	}
+	return out, nil
+}
+
+// --- pushed authorization requests ---
+
+// PutPushedRequest implements store.Store.
+func (s *Store) PutPushedRequest(_ context.Context, p *store.PushedRequest) error {
+	return s.update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketPushed).Get([]byte(p.Digest)) != nil {
+			return store.ErrConflict
+		}
+		return put(tx, bucketPushed, p.Digest, p, p.ExpiresAt)
+	})
+}
+
+// TakePushedRequest implements store.Store.
+func (s *Store) TakePushedRequest(_ context.Context, digest string) (*store.PushedRequest, error) {
+	var out *store.PushedRequest
+	err := s.update(func(tx *bolt.Tx) error {
+		p := new(store.PushedRequest)
+		out = nil
+		if err := get(tx, bucketPushed, digest, s.now(), p); err != nil {
+			return err
+		}
+		out = p
+		return del(tx, bucketPushed, digest)
+	})
+	if err != nil {
 		return nil, err
 	}
 	return out, nil

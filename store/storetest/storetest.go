@@ -59,6 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) (s store.Store, setNow func(func(
 		{"Sweep", testSweep},
 		{"AuthCodes", testAuthCodes},
 		{"DeviceCodes", testDeviceCodes},
+		{"PushedRequests", testPushedRequests},
 		{"Grants", testGrants},
 		{"RefreshTokens", testRefreshTokens},
 		{"RevokeGrant", testRevokeGrant},
@@ -1859,6 +1860,61 @@ func testSecrets(t *testing.T, o opener) {
 			ok(t, err, "GetOrCreateSecret after the race")
 			if !bytes.Equal(again, got[0]) {
 				t.Fatalf("stored secret %q differs from what the racers got %q", again, got[0])
+			}
+		}},
+	})
+}
+
+// --- pushed authorization requests ---
+
+func newPushed(digest string, exp time.Time) *store.PushedRequest {
+	return &store.PushedRequest{Digest: digest, ClientID: "webapp", Params: "response_type=code&scope=openid",
+		CreatedAt: t0, ExpiresAt: exp}
+}
+
+func testPushedRequests(t *testing.T, o opener) {
+	exp := t0.Add(90 * time.Second)
+	runAll(t, o, []subtest{
+		{"TakePushedRequest returns the request once", func(t *testing.T, f *fixture) {
+			want := newPushed("par-1", exp)
+			ok(t, f.s.PutPushedRequest(f.ctx, want), "PutPushedRequest")
+			got, err := f.s.TakePushedRequest(f.ctx, "par-1")
+			ok(t, err, "TakePushedRequest")
+			same(t, got, want, "taken request")
+			_, err = f.s.TakePushedRequest(f.ctx, "par-1")
+			is(t, err, store.ErrNotFound, "second TakePushedRequest")
+		}},
+		{"PutPushedRequest of an existing digest is ErrConflict and keeps the original", func(t *testing.T, f *fixture) {
+			want := newPushed("par-1", exp)
+			ok(t, f.s.PutPushedRequest(f.ctx, want), "PutPushedRequest")
+			other := newPushed("par-1", exp)
+			other.ClientID = "evil"
+			is(t, f.s.PutPushedRequest(f.ctx, other), store.ErrConflict, "PutPushedRequest again")
+			got, err := f.s.TakePushedRequest(f.ctx, "par-1")
+			ok(t, err, "TakePushedRequest")
+			same(t, got, want, "request after conflicting put")
+		}},
+		{"an expired pushed request is ErrNotFound", func(t *testing.T, f *fixture) {
+			ok(t, f.s.PutPushedRequest(f.ctx, newPushed("par-1", exp)), "PutPushedRequest")
+			f.clk.Set(exp)
+			_, err := f.s.TakePushedRequest(f.ctx, "par-1")
+			is(t, err, store.ErrNotFound, "TakePushedRequest at expiry")
+		}},
+		{"concurrent TakePushedRequest of one digest: exactly one succeeds", func(t *testing.T, f *fixture) {
+			ok(t, f.s.PutPushedRequest(f.ctx, newPushed("par-1", exp)), "PutPushedRequest")
+			errs := make([]error, racers)
+			race(racers, func(i int) { _, errs[i] = f.s.TakePushedRequest(f.ctx, "par-1") })
+			wins := 0
+			for i, err := range errs {
+				switch {
+				case err == nil:
+					wins++
+				case !errors.Is(err, store.ErrNotFound):
+					t.Errorf("racer %d: unexpected error %v", i, err)
+				}
+			}
+			if wins != 1 {
+				t.Fatalf("%d of %d concurrent TakePushedRequest calls succeeded, want exactly 1", wins, racers)
 			}
 		}},
 	})
