@@ -58,6 +58,7 @@ func init() {
 //			api_access <api identifier> <scope...>
 //			backchannel_logout_uri <uri>
 //			require_pkce
+//			require_par
 //			first_party
 //			always_issue_refresh_token
 //		}
@@ -375,6 +376,8 @@ func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 			err = oneArg(d, &c.BackchannelLogoutURI)
 		case "require_pkce":
 			err = boolArg(d, &c.RequirePKCE)
+		case "require_par":
+			err = boolArg(d, &c.RequirePAR)
 		case "first_party":
 			err = boolArg(d, &c.FirstParty)
 		case "always_issue_refresh_token":

@@ -104,6 +104,9 @@ type ClientConfig struct {
 	BackchannelLogoutURI string `json:"backchannel_logout_uri,omitempty"`
 	// RequirePKCE demands PKCE from this confidential client too.
 	RequirePKCE bool `json:"require_pkce,omitempty"`
+	// RequirePAR refuses authorization requests that were not pushed to
+	// the PAR endpoint first (RFC 9126).
+	RequirePAR bool `json:"require_pushed_authorization_requests,omitempty"`
 	// FirstParty skips the consent page.
 	FirstParty bool `json:"first_party,omitempty"`
 	// AlwaysIssueRefreshToken issues refresh tokens without offline_access.
@@ -151,7 +154,7 @@ func (c ClientConfig) clientRecord(secret string, readFiles bool) (*store.Client
 	rec := &store.Client{
 		ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
 		GrantTypes: slices.Clone(c.GrantTypes), Scopes: c.Scopes, APIAccess: c.APIAccess, RequirePKCE: c.RequirePKCE,
-		FirstParty: c.FirstParty, AlwaysIssueRefreshToken: c.AlwaysIssueRefreshToken,
+		FirstParty: c.FirstParty, AlwaysIssueRefreshToken: c.AlwaysIssueRefreshToken, RequirePushedAuthorizationRequests: c.RequirePAR,
 		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod, BackchannelLogoutURI: c.BackchannelLogoutURI,
 		TokenEndpointAuthSigningAlg: c.TokenEndpointAuthSigningAlg, JWKS: c.JWKS, JWKSURI: c.JWKSURI,
 	}

@@ -57,3 +57,32 @@ func TestClientRecordGrantTypes(t *testing.T) {
 		})
 	}
 }
+
+func TestCaddyfileRequirePAR(t *testing.T) {
+	app, err := parseOption(t, `portcullis {
+		client webapp {
+			secret s
+			redirect_uris https://app.example.com/cb
+			require_par
+		}
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := app.Clients[0].ClientRecord("s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rec.RequirePushedAuthorizationRequests {
+		t.Errorf("require_par did not reach the client record: %+v", rec)
+	}
+	if _, err := parseOption(t, `portcullis {
+		client webapp {
+			secret s
+			redirect_uris https://app.example.com/cb
+			require_par yes
+		}
+	}`); err == nil {
+		t.Errorf("require_par with an argument was accepted")
+	}
+}

@@ -25,6 +25,8 @@ func (s *Server) metadata() map[string]any {
 		"revocation_endpoint":                           s.url(PathRevoke),
 		"end_session_endpoint":                          s.url(PathEndSession),
 		"device_authorization_endpoint":                 s.url(PathDeviceAuthorization),
+		"pushed_authorization_request_endpoint":         s.url(PathPAR),
+		"require_pushed_authorization_requests":         false,
 		"scopes_supported":                              standardScopeNames(),
 		"response_types_supported":                      []string{"code"},
 		"response_modes_supported":                      []string{"query", "fragment", "form_post"},

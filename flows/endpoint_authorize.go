@@ -52,6 +52,7 @@ const maxParamLen = 1024
 
 func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	var params url.Values
+	var err error
 	switch r.Method {
 	case http.MethodGet:
 		params = r.URL.Query()
@@ -67,6 +68,13 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, &Error{Code: "invalid_request", Status: http.StatusMethodNotAllowed, Description: "use GET or POST"})
 		return
 	}
+	pushed := params.Has("request_uri")
+	if pushed {
+		if params, err = s.pushedParams(r.Context(), params); err != nil {
+			s.renderError(w, r, err)
+			return
+		}
+	}
 	client, redirectURI, err := s.checkClientAndRedirect(r.Context(), params)
 	if err != nil {
 		// RFC 6749 §4.1.2.1: never redirect to an unverified URI.
@@ -74,6 +82,11 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ar, err := s.parseAuthRequest(r.Context(), client, redirectURI, params)
+	// RFC 9126 §5: "the authorization server MUST reject authorization
+	// requests from [a client that requires PAR] that don't use PAR".
+	if err == nil && client.RequirePushedAuthorizationRequests && !pushed {
+		err = errInvalidRequest("client %s must push its authorization requests to %s first (RFC 9126)", client.ID, s.url(PathPAR))
+	}
 	if err != nil {
 		s.redirectError(w, r, ar, err)
 		return

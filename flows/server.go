@@ -256,7 +256,9 @@ const (
 	PathIntrospect = "/oauth/introspect"
 	PathRevoke     = "/oauth/revoke"
 	PathEndSession = "/logout"
-	PathAssets     = "/assets/"
+	// PathPAR is the pushed authorization request endpoint (RFC 9126).
+	PathPAR    = "/oauth/par"
+	PathAssets = "/assets/"
 )
 
 // Device authorization paths (RFC 8628): the endpoint a device asks for a
@@ -281,6 +283,7 @@ func (s *Server) routes() {
 	m.HandleFunc(PathIntrospect, s.serveIntrospect)
 	m.HandleFunc(PathRevoke, cors(s.serveRevoke))
 	m.HandleFunc(PathEndSession, s.serveEndSession)
+	m.HandleFunc(PathPAR, cors(s.servePAR))
 	m.HandleFunc(PathDeviceAuthorization, cors(s.serveDeviceAuthorization))
 	m.HandleFunc(PathDevice, s.serveDevice)
 	m.Handle("GET "+PathAssets+"{file}", http.StripPrefix(PathAssets[:len(PathAssets)-1], assetHandler()))
@@ -365,7 +368,7 @@ func (s *Server) Handles(r *http.Request) bool {
 	}
 	switch r.URL.Path {
 	case PathDiscovery, PathASMetadata, PathJWKS, PathAuthorize, PathLogin, PathConsent, PathToken,
-		PathUserinfo, PathIntrospect, PathRevoke, PathEndSession, PathDeviceAuthorization, PathDevice:
+		PathUserinfo, PathIntrospect, PathRevoke, PathEndSession, PathPAR, PathDeviceAuthorization, PathDevice:
 		return true
 	}
 	return strings.HasPrefix(r.URL.Path, PathAssets)

@@ -53,6 +53,9 @@ type Client struct {
 	// RequirePKCE demands PKCE even from a confidential client. Public
 	// clients always need it.
 	RequirePKCE bool `json:"require_pkce,omitempty"`
+	// RequirePushedAuthorizationRequests refuses authorization requests
+	// that were not pushed to the PAR endpoint first (RFC 9126 §5).
+	RequirePushedAuthorizationRequests bool `json:"require_pushed_authorization_requests,omitempty"`
 	// FirstParty clients skip the consent page.
 	FirstParty bool `json:"first_party,omitempty"`
 	// AlwaysIssueRefreshToken issues refresh tokens even when offline_access

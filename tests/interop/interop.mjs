@@ -166,6 +166,24 @@ await section('webapp', async () => {
     return tokens
   })
 
+  await step('webapp: pushed authorization request (PAR, RFC 9126)', async (record) => {
+    const codeVerifier = client.randomPKCECodeVerifier()
+    const expectedState = client.randomState()
+    const url = await client.buildAuthorizationUrlWithPAR(config, {
+      redirect_uri: WEBAPP.redirectUri,
+      scope: 'openid email',
+      code_challenge: await client.calculatePKCECodeChallenge(codeVerifier),
+      code_challenge_method: 'S256',
+      state: expectedState,
+    })
+    assert.ok(url.searchParams.get('request_uri')?.startsWith('urn:ietf:params:oauth:request_uri:'), `no request_uri in ${url}`)
+    assert.equal(url.searchParams.get('scope'), null, 'PAR URL still carries the parameters')
+    const flow = await authorize(browser, url, WEBAPP.redirectUri, { username: USERNAME, password: PASSWORD })
+    const pushed = await client.authorizationCodeGrant(config, flow.callbackUrl, { pkceCodeVerifier: codeVerifier, expectedState })
+    assert.equal(pushed.claims()?.email, EXPECTED_EMAIL)
+    record({ requestUri: url.searchParams.get('request_uri').slice(0, 40) + '…', scope: pushed.scope })
+  })
+
   const claims = await step('webapp: ID token claims', async (record) => {
     const claims = tokens.claims()
     assert.ok(claims, 'no ID token claims')
