@@ -916,162 +916,46 @@ func TestDeviceCodeTTLAndIntervalAreConfigurable(t *testing.T) {
 	wantOAuthError(t, env.poll(tvPublic, da.DeviceCode), http.StatusBadRequest, "expired_token")
 }
 
-// writeCounter is a store that counts the calls that write.
-type writeCounter struct {
+// collidingStore answers PutDeviceCode with ErrConflict a given number of
+// times first, as if the user codes drawn were in use, and counts the
+// calls.
+type collidingStore struct {
 	store.Store
-	writes   atomic.Int64
-	conflict atomic.Int64 // PutDeviceCode answers ErrConflict this many times first
+	puts     atomic.Int64
+	conflict atomic.Int64
 }
 
-func (w *writeCounter) count() { w.writes.Add(1) }
-
-func (w *writeCounter) PutClient(ctx context.Context, c *store.Client) error {
-	w.count()
-	return w.Store.PutClient(ctx, c)
-}
-func (w *writeCounter) DeleteClient(ctx context.Context, id string) error {
-	w.count()
-	return w.Store.DeleteClient(ctx, id)
-}
-func (w *writeCounter) PutUser(ctx context.Context, u *store.User) error {
-	w.count()
-	return w.Store.PutUser(ctx, u)
-}
-func (w *writeCounter) DeleteUser(ctx context.Context, username string) error {
-	w.count()
-	return w.Store.DeleteUser(ctx, username)
-}
-func (w *writeCounter) PutAPI(ctx context.Context, a *store.API) error {
-	w.count()
-	return w.Store.PutAPI(ctx, a)
-}
-func (w *writeCounter) DeleteAPI(ctx context.Context, id string) error {
-	w.count()
-	return w.Store.DeleteAPI(ctx, id)
-}
-func (w *writeCounter) PutCode(ctx context.Context, c *store.AuthCode) error {
-	w.count()
-	return w.Store.PutCode(ctx, c)
-}
-func (w *writeCounter) TakeCode(ctx context.Context, digest string) (*store.AuthCode, error) {
-	w.count()
-	return w.Store.TakeCode(ctx, digest)
-}
-func (w *writeCounter) PutDeviceCode(ctx context.Context, d *store.DeviceCode) error {
-	w.count()
-	if w.conflict.Add(-1) >= 0 {
+func (c *collidingStore) PutDeviceCode(ctx context.Context, d *store.DeviceCode) error {
+	c.puts.Add(1)
+	if c.conflict.Add(-1) >= 0 {
 		return store.ErrConflict
 	}
-	return w.Store.PutDeviceCode(ctx, d)
-}
-func (w *writeCounter) DecideDeviceCode(ctx context.Context, digest string, d store.DeviceDecision) (*store.DeviceCode, error) {
-	w.count()
-	return w.Store.DecideDeviceCode(ctx, digest, d)
-}
-func (w *writeCounter) TakeDeviceCode(ctx context.Context, digest string) (*store.DeviceCode, error) {
-	w.count()
-	return w.Store.TakeDeviceCode(ctx, digest)
-}
-func (w *writeCounter) PutGrant(ctx context.Context, g *store.Grant) error {
-	w.count()
-	return w.Store.PutGrant(ctx, g)
-}
-func (w *writeCounter) RevokeGrant(ctx context.Context, id string) error {
-	w.count()
-	return w.Store.RevokeGrant(ctx, id)
-}
-func (w *writeCounter) RevokeGrantsOfSubject(ctx context.Context, subject, clientID string) (int, error) {
-	w.count()
-	return w.Store.RevokeGrantsOfSubject(ctx, subject, clientID)
-}
-func (w *writeCounter) IssueGrant(ctx context.Context, g *store.Grant, rt *store.RefreshToken, at *store.AccessToken) error {
-	w.count()
-	return w.Store.IssueGrant(ctx, g, rt, at)
-}
-func (w *writeCounter) RotateRefreshToken(ctx context.Context, old string, next *store.RefreshToken, at *store.AccessToken) (*store.RefreshToken, error) {
-	w.count()
-	return w.Store.RotateRefreshToken(ctx, old, next, at)
-}
-func (w *writeCounter) PutAccessToken(ctx context.Context, t *store.AccessToken) error {
-	w.count()
-	return w.Store.PutAccessToken(ctx, t)
-}
-func (w *writeCounter) DeleteAccessToken(ctx context.Context, digest string) error {
-	w.count()
-	return w.Store.DeleteAccessToken(ctx, digest)
-}
-func (w *writeCounter) RevokeJTI(ctx context.Context, jti string, exp time.Time) error {
-	w.count()
-	return w.Store.RevokeJTI(ctx, jti, exp)
-}
-func (w *writeCounter) PutConsent(ctx context.Context, c *store.Consent) error {
-	w.count()
-	return w.Store.PutConsent(ctx, c)
-}
-func (w *writeCounter) DeleteConsent(ctx context.Context, subject, clientID string) error {
-	w.count()
-	return w.Store.DeleteConsent(ctx, subject, clientID)
-}
-func (w *writeCounter) PutSession(ctx context.Context, s *store.Session) error {
-	w.count()
-	return w.Store.PutSession(ctx, s)
-}
-func (w *writeCounter) DeleteSession(ctx context.Context, id string) error {
-	w.count()
-	return w.Store.DeleteSession(ctx, id)
-}
-func (w *writeCounter) PutGatewaySession(ctx context.Context, s *store.GatewaySession) error {
-	w.count()
-	return w.Store.PutGatewaySession(ctx, s)
-}
-func (w *writeCounter) DeleteGatewaySession(ctx context.Context, id string) error {
-	w.count()
-	return w.Store.DeleteGatewaySession(ctx, id)
-}
-func (w *writeCounter) DeleteGatewaySessions(ctx context.Context, issuer, subject, sid string) (int, error) {
-	w.count()
-	return w.Store.DeleteGatewaySessions(ctx, issuer, subject, sid)
-}
-func (w *writeCounter) PutKey(ctx context.Context, k *store.Key) error {
-	w.count()
-	return w.Store.PutKey(ctx, k)
-}
-func (w *writeCounter) DeleteKey(ctx context.Context, id string) error {
-	w.count()
-	return w.Store.DeleteKey(ctx, id)
-}
-func (w *writeCounter) GetOrCreateSecret(ctx context.Context, name string, create func() ([]byte, error)) ([]byte, error) {
-	w.count()
-	return w.Store.GetOrCreateSecret(ctx, name, create)
-}
-func (w *writeCounter) Sweep(ctx context.Context, now time.Time) (int, error) {
-	w.count()
-	return w.Store.Sweep(ctx, now)
+	return c.Store.PutDeviceCode(ctx, d)
 }
 
-// newCountingServer is a device server whose store counts writes.
-func newCountingServer(tb testing.TB) (*testEnv, *writeCounter) {
+// newCollidingServer is a device server whose store collides on demand.
+func newCollidingServer(tb testing.TB) (*testEnv, *collidingStore) {
 	tb.Helper()
-	wc := &writeCounter{}
+	cs := &collidingStore{}
 	env := newDeviceServer(tb, func(c *Config) {
-		wc.Store = c.Store
-		c.Store = wc
+		cs.Store = c.Store
+		c.Store = cs
 	})
-	return env, wc
+	return env, cs
 }
 
 // TestPendingPollWritesNothing: the polls that find nothing changed (the
-// bulk of the traffic) only read: pending and slow_down answers write
-// nothing, issuance writes once.
+// bulk of the traffic) only read: pending, slow_down and denied answers
+// commit no page to the database file; issuance does.
 func TestPendingPollWritesNothing(t *testing.T) {
 	t.Parallel()
-	env, wc := newCountingServer(t)
-	before := wc.writes.Load()
+	env := newDeviceServer(t)
+	before := env.store.PageWrites()
 	da := env.deviceCode(tvPublic, "openid read:items")
-	if n := wc.writes.Load() - before; n != 1 {
-		t.Errorf("issuing a device code took %d store writes, want 1", n)
+	if env.store.PageWrites() == before {
+		t.Fatalf("issuing a device code wrote nothing: the write counter does not count")
 	}
-	before = wc.writes.Load()
+	before = env.store.PageWrites()
 	for range 3 {
 		wantOAuthError(t, env.pollAfterInterval(tvPublic, da), http.StatusBadRequest, "authorization_pending")
 		wantOAuthError(t, env.poll(tvPublic, da.DeviceCode), http.StatusBadRequest, "slow_down")
@@ -1079,16 +963,16 @@ func TestPendingPollWritesNothing(t *testing.T) {
 	}
 	wantOAuthError(t, env.poll(consolePublic, da.DeviceCode), http.StatusBadRequest, "invalid_grant")
 	wantOAuthError(t, env.poll(tvPublic, randomToken()), http.StatusBadRequest, "invalid_grant")
-	if n := wc.writes.Load() - before; n != 0 {
-		t.Errorf("pending polls wrote to the store %d times, want 0", n)
+	if n := env.store.PageWrites() - before; n != 0 {
+		t.Errorf("pending polls wrote %d pages to the database, want 0", n)
 	}
 	env.newBrowser().approve(da.UserCode, "alice", alicePassword, "deny")
-	before = wc.writes.Load()
+	before = env.store.PageWrites()
 	for range 3 {
 		wantOAuthError(t, env.pollAfterInterval(tvPublic, da), http.StatusBadRequest, "access_denied")
 	}
-	if n := wc.writes.Load() - before; n != 0 {
-		t.Errorf("polls of a denied request wrote %d times, want 0", n)
+	if n := env.store.PageWrites() - before; n != 0 {
+		t.Errorf("polls of a denied request wrote %d pages, want 0", n)
 	}
 }
 
@@ -1096,17 +980,16 @@ func TestPendingPollWritesNothing(t *testing.T) {
 // already in use is not handed out; another is drawn.
 func TestDeviceAuthorizationDrawsAgainOnAUserCodeCollision(t *testing.T) {
 	t.Parallel()
-	env, wc := newCountingServer(t)
-	wc.conflict.Store(3)
-	before := wc.writes.Load()
+	env, cs := newCollidingServer(t)
+	cs.conflict.Store(3)
 	da := env.deviceCode(tvPublic, "openid")
-	if n := wc.writes.Load() - before; n != 4 {
+	if n := cs.puts.Load(); n != 4 {
 		t.Errorf("%d PutDeviceCode calls, want 4 (3 collisions)", n)
 	}
 	env.newBrowser().approve(da.UserCode, "alice", alicePassword, "allow")
 	tokenResultOf(t, env.pollAfterInterval(tvPublic, da))
 
-	wc.conflict.Store(userCodeDraws)
+	cs.conflict.Store(userCodeDraws)
 	env.allow500.Store(true)
 	wantOAuthError(t, env.deviceAuthorize(tvPublic, url.Values{"scope": {"openid"}}), http.StatusInternalServerError, "server_error")
 }

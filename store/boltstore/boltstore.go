@@ -88,6 +88,14 @@ func Open(path string) (*Store, error) {
 	return &Store{db: db, now: time.Now}, nil
 }
 
+// PageWrites reports how many pages write transactions have committed to
+// the file so far: a test that an operation did not write to disk reads it
+// before and after.
+func (s *Store) PageWrites() int64 {
+	st := s.db.Stats()
+	return st.TxStats.GetWrite()
+}
+
 // SetClock replaces the clock used for expiry checks (tests only).
 func (s *Store) SetClock(now func() time.Time) { s.now = now }
 
