@@ -256,7 +256,7 @@ func (s *Server) issue(ctx context.Context, p issueParams, grant *store.Grant, r
 	case grant != nil:
 		if err := s.store.IssueGrant(ctx, grant, rt, at.record); err != nil {
 			if errors.Is(err, store.ErrRevoked) {
-				return nil, errInvalidGrant("the authorization code was replayed while it was being redeemed; the grant is revoked")
+				return nil, errInvalidGrant("the code was replayed while it was being redeemed; the grant is revoked")
 			}
 			return nil, errServer(err)
 		}
