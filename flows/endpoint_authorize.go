@@ -68,7 +68,9 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, &Error{Code: "invalid_request", Status: http.StatusMethodNotAllowed, Description: "use GET or POST"})
 		return
 	}
-	pushed := params.Has("request_uri")
+	// A request_uri of this server names a pushed request (RFC 9126); any
+	// other is refused below as request_uri_not_supported.
+	pushed := strings.HasPrefix(params.Get("request_uri"), requestURIPrefix)
 	if pushed {
 		if params, err = s.pushedParams(r.Context(), params); err != nil {
 			s.renderError(w, r, err)

@@ -89,9 +89,6 @@ func TestPushedRequestURIIsSingleUseAndBoundToItsClient(t *testing.T) {
 		{"not issued here", func(string) url.Values {
 			return byReference(webappID, requestURIPrefix+"made-up")
 		}, false},
-		{"not a request_uri of this server", func(string) url.Values {
-			return byReference(webappID, "https://evil.example/request.jwt")
-		}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			uri := env.push(webappBasic, newAuthRequest(webappID, webappRedirect, "openid").Values)
@@ -106,6 +103,18 @@ func TestPushedRequestURIIsSingleUseAndBoundToItsClient(t *testing.T) {
 				t.Fatalf("authorize: %d, Location %q:\n%s", res.Status, res.Header.Get("Location"), res.Body)
 			}
 		})
+	}
+}
+
+// TestForeignRequestURIIsNotFetched: a request_uri that is not one of
+// this server's is never dereferenced; the client hears
+// request_uri_not_supported at its registered redirect URI.
+func TestForeignRequestURIIsNotFetched(t *testing.T) {
+	t.Parallel()
+	env := newTestServer(t)
+	q := callback(t, env.newBrowser().authorize(byReference(webappID, "https://evil.example/request.jwt")))
+	if q.Get("error") != "request_uri_not_supported" {
+		t.Fatalf("foreign request_uri: %v", q)
 	}
 }
 
