@@ -82,6 +82,10 @@ type App struct {
 	server *flows.Server
 	logger *zap.Logger
 	cancel context.CancelFunc
+	// stopped is closed when the background work has returned, after
+	// writing what it still had queued (used client assertion ids): Stop
+	// waits for it so nothing queued is lost.
+	stopped chan struct{}
 }
 
 // StorageConfig selects the storage backend.
@@ -222,11 +226,18 @@ func (a *App) Validate() error {
 func (a *App) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
+	a.stopped = make(chan struct{})
 	if a.server == nil {
-		go a.sweep(ctx, time.Minute)
+		go func() {
+			defer close(a.stopped)
+			a.sweep(ctx, time.Minute)
+		}()
 		return nil
 	}
-	go a.server.Background(ctx, time.Minute)
+	go func() {
+		defer close(a.stopped)
+		a.server.Background(ctx, time.Minute)
+	}()
 	a.logger.Info("authorization server ready", zap.String("issuer", a.server.Issuer()),
 		zap.String("discovery", a.server.Issuer()+flows.PathDiscovery), zap.String("storage", a.dbPath))
 	return nil
@@ -249,10 +260,21 @@ func (a *App) sweep(ctx context.Context, every time.Duration) {
 	}
 }
 
-// Stop ends the background work.
+// stopTimeout bounds how long Stop waits for the background work to
+// write what it has queued.
+const stopTimeout = 10 * time.Second
+
+// Stop ends the background work and waits (bounded) for it to finish
+// writing what it had queued, so a restart or reload loses nothing.
 func (a *App) Stop() error {
-	if a.cancel != nil {
-		a.cancel()
+	if a.cancel == nil {
+		return nil
+	}
+	a.cancel()
+	select {
+	case <-a.stopped:
+	case <-time.After(stopTimeout):
+		a.logger.Warn("background work did not finish in time; stopping anyway", zap.Duration("waited", stopTimeout))
 	}
 	return nil
 }
