@@ -61,6 +61,21 @@ type Client struct {
 	// AlwaysIssueRefreshToken issues refresh tokens even when offline_access
 	// was not requested.
 	AlwaysIssueRefreshToken bool `json:"always_issue_refresh_token,omitempty"`
+	// BackchannelTokenDeliveryMode is how the client gets the result of a
+	// CIBA request: poll, ping or push (CIBA Core §5). Empty means poll.
+	BackchannelTokenDeliveryMode string `json:"backchannel_token_delivery_mode,omitempty"`
+	// BackchannelClientNotificationEndpoint receives ping and push
+	// notifications; only this registered endpoint is ever called.
+	BackchannelClientNotificationEndpoint string `json:"backchannel_client_notification_endpoint,omitempty"`
+	// BackchannelAuthenticationRequestSigningAlg, when set, requires the
+	// client to send its CIBA requests as a signed request object with
+	// this JWS algorithm.
+	BackchannelAuthenticationRequestSigningAlg string `json:"backchannel_authentication_request_signing_alg,omitempty"`
+	// BackchannelUserCodeParameter says the client sends the user's
+	// user_code with CIBA requests, checked against the user's code.
+	BackchannelUserCodeParameter bool `json:"backchannel_user_code_parameter,omitempty"`
+	// LogoURI is shown on the CIBA approval page.
+	LogoURI string `json:"logo_uri,omitempty"`
 	// Source says who owns the record: "config" (the Caddyfile; replaced on
 	// every load) or "admin" (the admin API; kept across reloads).
 	Source string `json:"source,omitempty"`
@@ -94,6 +109,9 @@ type User struct {
 	Claims map[string]any `json:"claims,omitempty"`
 	// Disabled users cannot sign in and their grants stop working.
 	Disabled bool `json:"disabled,omitempty"`
+	// BackchannelUserCodeHash is the argon2id hash of the user's CIBA
+	// user_code, which clients registered for it must send.
+	BackchannelUserCodeHash string `json:"backchannel_user_code_hash,omitempty"`
 	// Source is "config" or "admin", as for clients.
 	Source string `json:"source,omitempty"`
 	// CreatedAt is when the record was first stored.

@@ -10,7 +10,7 @@
 //   - a record past its ExpiresAt is never returned (ErrNotFound), whether or
 //     not the background Sweep has collected it yet;
 //   - "take once" operations (TakeCode, RotateRefreshToken, DecideDeviceCode,
-//     TakeDeviceCode) are atomic: under any concurrency exactly one caller
+//     TakeDeviceCode, DecideCIBARequest, TakeCIBARequest) are atomic: under any concurrency exactly one caller
 //     succeeds;
 //   - every write is a transaction: a crash leaves the old or the new state,
 //     never half of a grant.
@@ -41,6 +41,9 @@ var (
 	// because the user has not approved it: it is still pending, or denied.
 	// The record is returned alongside.
 	ErrNotApproved = errors.New("store: not approved")
+	// ErrLimitReached means a new record was refused because a limit on
+	// live records (the pending CIBA requests of a user) is reached.
+	ErrLimitReached = errors.New("store: limit reached")
 )
 
 // Store is the persistence contract. Methods take a context for backends that
@@ -179,6 +182,51 @@ type Store interface {
 	// create()'s result first when there is none. Used for cookie keys that
 	// must survive restarts and be shared by every instance.
 	GetOrCreateSecret(ctx context.Context, name string, create func() ([]byte, error)) ([]byte, error)
+
+	// Backchannel authentication requests (OpenID CIBA Core 1.0), keyed
+	// by the digest of the auth_req_id, with an index by request ID and,
+	// while pending, by subject. Past its CodeExpiresAt a request can no
+	// longer be listed, decided or redeemed, but GetCIBARequest and
+	// GetCIBARequestByID still return it until its ExpiresAt.
+	//
+	// PutCIBARequest stores a new pending request together with the
+	// notifications it queues (its expiry notice, the webhook call), in
+	// one transaction. It returns ErrConflict when the digest or the ID
+	// exists, and ErrLimitReached when maxPending > 0 and the subject
+	// already has that many pending requests whose code has not expired.
+	PutCIBARequest(ctx context.Context, r *CIBARequest, maxPending int, notes ...*CIBANotification) error
+	// GetCIBARequest returns the request under digest. It only reads: the
+	// client's polls must not write.
+	GetCIBARequest(ctx context.Context, digest string) (*CIBARequest, error)
+	// GetCIBARequestByID returns the request with that request ID.
+	GetCIBARequestByID(ctx context.Context, id string) (*CIBARequest, error)
+	// ListCIBARequests returns the pending requests whose code has not
+	// expired, of subject (of every subject when empty), oldest first.
+	ListCIBARequests(ctx context.Context, subject string) ([]*CIBARequest, error)
+	// DecideCIBARequest records the decision on the pending request with
+	// that ID, removes its expiry notification and queues result (when not
+	// nil), in one atomic step, and returns the updated record. A request
+	// that is unknown, whose code expired, or that names another subject
+	// than d.Subject is ErrNotFound; one already decided (or issued) is
+	// returned unchanged with ErrAlreadyUsed.
+	DecideCIBARequest(ctx context.Context, id string, d CIBADecision, result *CIBANotification) (*CIBARequest, error)
+	// TakeCIBARequest marks an approved request issued and returns it, in
+	// one atomic step, with the same outcomes as TakeDeviceCode: a request
+	// already issued is returned with ErrAlreadyUsed, even after its code
+	// expired; otherwise one whose code expired is ErrNotFound, and a
+	// pending or denied one is returned with ErrNotApproved.
+	TakeCIBARequest(ctx context.Context, digest string) (*CIBARequest, error)
+
+	// The CIBA notification outbox. GetCIBANotification returns a queued
+	// notification; ListDueCIBANotifications returns at most limit of
+	// those due at or before due, earliest first; UpdateCIBANotification
+	// replaces a queued one (ErrNotFound when it is gone: delivered by
+	// someone else); DeleteCIBANotification removes one (no error when
+	// it is gone).
+	GetCIBANotification(ctx context.Context, id string) (*CIBANotification, error)
+	ListDueCIBANotifications(ctx context.Context, due time.Time, limit int) ([]*CIBANotification, error)
+	UpdateCIBANotification(ctx context.Context, n *CIBANotification) error
+	DeleteCIBANotification(ctx context.Context, id string) error
 
 	// Sweep deletes every record that expired before now and reports how
 	// many it removed.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -41,11 +42,25 @@ var (
 	bucketDevice   = []byte("device_codes")
 	bucketUserCode = []byte("device_user_codes") // user code -> device code digest, until the code expires
 	bucketPushed   = []byte("pushed_requests")
+	// CIBA: requests by auth_req_id digest; request id -> digest; pending
+	// requests by subject \x00 created \x00 id -> digest, until the code
+	// expires; the notification outbox by id; and its due index, next
+	// attempt (8 bytes) + id -> id.
+	bucketCIBA        = []byte("ciba_requests")
+	bucketCIBAIDs     = []byte("ciba_request_ids")
+	bucketCIBAPending = []byte("ciba_pending")
+	bucketCIBANotes   = []byte("ciba_notifications")
+	bucketCIBADue     = []byte("ciba_notifications_due")
 
 	allBuckets = [][]byte{bucketClients, bucketUsers, bucketAPIs, bucketCodes,
 		bucketGrants, bucketGrantIdx, bucketRefresh, bucketAccess, bucketJTI,
 		bucketConsents, bucketSessions, bucketKeys, bucketSecrets, bucketRevoked, bucketGWSess,
-		bucketDevice, bucketUserCode, bucketPushed}
+		bucketDevice, bucketUserCode, bucketPushed,
+		bucketCIBA, bucketCIBAIDs, bucketCIBAPending, bucketCIBANotes, bucketCIBADue}
+
+	// indexBuckets hold index entries, not records: Sweep does not count
+	// them.
+	indexBuckets = [][]byte{bucketGrantIdx, bucketRevoked, bucketUserCode, bucketCIBAIDs, bucketCIBAPending, bucketCIBADue}
 )
 
 const (
@@ -899,7 +914,7 @@ func (s *Store) Sweep(_ context.Context, now time.Time) (int, error) {
 					return err
 				}
 			}
-			if !bytes.Equal(name, bucketGrantIdx) && !bytes.Equal(name, bucketRevoked) && !bytes.Equal(name, bucketUserCode) {
+			if !slices.ContainsFunc(indexBuckets, func(b []byte) bool { return bytes.Equal(b, name) }) {
 				removed += len(dead) // index entries are not records
 			}
 		}

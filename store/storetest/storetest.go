@@ -60,6 +60,8 @@ func Run(t *testing.T, open func(t *testing.T) (s store.Store, setNow func(func(
 		{"AuthCodes", testAuthCodes},
 		{"DeviceCodes", testDeviceCodes},
 		{"PushedRequests", testPushedRequests},
+		{"CIBARequests", testCIBARequests},
+		{"CIBANotifications", testCIBANotifications},
 		{"Grants", testGrants},
 		{"RefreshTokens", testRefreshTokens},
 		{"RevokeGrant", testRevokeGrant},
