@@ -27,6 +27,7 @@ func init() {
 //	GET|PUT|DELETE    /portcullis/clients/{client_id}
 //	GET|POST          /portcullis/users
 //	GET|PUT|DELETE    /portcullis/users/{username}
+//	PUT|DELETE        /portcullis/users/{username}/user_code
 //	GET|POST          /portcullis/apis
 //	GET|PUT|DELETE    /portcullis/apis?identifier={identifier}
 //	GET               /portcullis/keys
@@ -34,6 +35,9 @@ func init() {
 //	GET               /portcullis/sessions[?sub={subject}]
 //	DELETE            /portcullis/sessions/{id}
 //	DELETE            /portcullis/sessions?sub={subject}
+//	GET               /portcullis/ciba[?user={username}]
+//	POST              /portcullis/ciba/{id}/approve
+//	POST              /portcullis/ciba/{id}/deny
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -85,8 +89,10 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 		return app.adminAPIs(w, r, id)
 	case "keys":
 		return app.adminKeys(w, r, id)
+	case "ciba":
+		return app.adminCIBA(w, r, id)
 	}
-	return adminErr(http.StatusNotFound, "unknown portcullis resource %q: use clients, users, apis, keys or sessions", collection)
+	return adminErr(http.StatusNotFound, "unknown portcullis resource %q: use clients, users, apis, keys, sessions or ciba", collection)
 }
 
 func decodeBody(r *http.Request, dst any) error {
@@ -179,6 +185,9 @@ func (a *App) adminClients(w http.ResponseWriter, r *http.Request, id string) er
 			}
 		}
 		rec, err := cfg.ClientRecord(secret)
+		if err == nil {
+			err = a.checkCIBAEndpoint(rec)
+		}
 		if err != nil {
 			return adminErr(http.StatusBadRequest, "%v", err)
 		}
@@ -215,14 +224,29 @@ func (a *App) adminClients(w http.ResponseWriter, r *http.Request, id string) er
 	return adminErr(http.StatusMethodNotAllowed, "method %s not allowed here", r.Method)
 }
 
-// userView is a user as the admin API shows it: never the password hash.
+// userView is a user as the admin API shows it: never the password hash
+// or the hash of the CIBA user code (the empty fields shadow the
+// record's).
 type userView struct {
 	*store.User
-	PasswordHash string `json:"password_hash,omitempty"`
+	PasswordHash            string `json:"password_hash,omitempty"`
+	BackchannelUserCodeHash string `json:"backchannel_user_code_hash,omitempty"`
+	// HasUserCode says whether a CIBA user code is set.
+	HasUserCode bool `json:"has_user_code,omitempty"`
+}
+
+func newUserView(u *store.User) userView {
+	return userView{User: u, HasUserCode: u.BackchannelUserCodeHash != ""}
 }
 
 func (a *App) adminUsers(w http.ResponseWriter, r *http.Request, username string) error {
 	ctx := r.Context()
+	if name, sub, ok := strings.Cut(username, "/"); ok {
+		if sub != "user_code" {
+			return adminErr(http.StatusNotFound, "unknown user resource %q: use /portcullis/users/{username}/user_code", sub)
+		}
+		return a.adminUserCode(w, r, name)
+	}
 	switch {
 	case username == "" && r.Method == http.MethodGet:
 		list, err := a.store.ListUsers(ctx)
@@ -231,7 +255,7 @@ func (a *App) adminUsers(w http.ResponseWriter, r *http.Request, username string
 		}
 		views := make([]userView, len(list))
 		for i, u := range list {
-			views[i] = userView{User: u}
+			views[i] = newUserView(u)
 		}
 		return reply(w, http.StatusOK, views)
 	case username != "" && r.Method == http.MethodGet:
@@ -239,7 +263,7 @@ func (a *App) adminUsers(w http.ResponseWriter, r *http.Request, username string
 		if err != nil {
 			return notFoundOr(err, "user "+username)
 		}
-		return reply(w, http.StatusOK, userView{User: u})
+		return reply(w, http.StatusOK, newUserView(u))
 	case (username == "" && r.Method == http.MethodPost) || (username != "" && r.Method == http.MethodPut):
 		var cfg UserConfig
 		if err := decodeBody(r, &cfg); err != nil {
@@ -282,11 +306,12 @@ func (a *App) adminUsers(w http.ResponseWriter, r *http.Request, username string
 		status := http.StatusCreated
 		if exists {
 			rec.CreatedAt, status = prev.CreatedAt, http.StatusOK
+			rec.BackchannelUserCodeHash = prev.BackchannelUserCodeHash
 		}
 		if err := a.store.PutUser(ctx, rec); err != nil {
 			return err
 		}
-		return reply(w, status, userView{User: rec})
+		return reply(w, status, newUserView(rec))
 	case username != "" && r.Method == http.MethodDelete:
 		if _, err := a.store.GetUser(ctx, username); err != nil {
 			return notFoundOr(err, "user "+username)
@@ -424,6 +449,80 @@ func (a *App) adminSessions(w http.ResponseWriter, r *http.Request, id string) e
 		return reply(w, http.StatusOK, map[string]int{"revoked": n})
 	}
 	return adminErr(http.StatusMethodNotAllowed, "use GET /portcullis/sessions[?sub=], DELETE /portcullis/sessions/{id} or DELETE /portcullis/sessions?sub=")
+}
+
+// maxUserCodeLen bounds a CIBA user code.
+const maxUserCodeLen = 64
+
+// adminUserCode sets (PUT {"user_code": "..."}) or removes (DELETE) the
+// CIBA user code of a user, stored as an argon2id hash.
+func (a *App) adminUserCode(w http.ResponseWriter, r *http.Request, username string) error {
+	ctx := r.Context()
+	u, err := a.store.GetUser(ctx, username)
+	if err != nil {
+		return notFoundOr(err, "user "+username)
+	}
+	switch r.Method {
+	case http.MethodPut:
+		var body struct {
+			UserCode string `json:"user_code"`
+		}
+		if err := decodeBody(r, &body); err != nil {
+			return err
+		}
+		if body.UserCode == "" || len(body.UserCode) > maxUserCodeLen {
+			return adminErr(http.StatusBadRequest, "user_code must be 1 to %d characters", maxUserCodeLen)
+		}
+		if u.BackchannelUserCodeHash, err = flows.HashPassword(body.UserCode); err != nil {
+			return err
+		}
+	case http.MethodDelete:
+		u.BackchannelUserCodeHash = ""
+	default:
+		return adminErr(http.StatusMethodNotAllowed, "use PUT or DELETE /portcullis/users/%s/user_code", username)
+	}
+	if err := a.store.PutUser(ctx, u); err != nil {
+		return err
+	}
+	if r.Method == http.MethodDelete {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	return reply(w, http.StatusOK, newUserView(u))
+}
+
+// adminCIBA lists pending CIBA requests and approves or denies them on
+// behalf of the user they name.
+func (a *App) adminCIBA(w http.ResponseWriter, r *http.Request, rest string) error {
+	ctx := r.Context()
+	if rest == "" {
+		if r.Method != http.MethodGet {
+			return adminErr(http.StatusMethodNotAllowed, "use GET /portcullis/ciba[?user=]")
+		}
+		list, err := a.server.PendingCIBARequests(ctx, r.URL.Query().Get("user"))
+		if err != nil {
+			return err
+		}
+		return reply(w, http.StatusOK, list)
+	}
+	id, action, _ := strings.Cut(rest, "/")
+	if r.Method != http.MethodPost || (action != "approve" && action != "deny") {
+		return adminErr(http.StatusMethodNotAllowed, "use POST /portcullis/ciba/{id}/approve or /portcullis/ciba/{id}/deny")
+	}
+	view, err := a.server.DecideCIBARequest(ctx, id, action == "approve")
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return adminErr(http.StatusNotFound, "CIBA request %s not found or expired", id)
+	case errors.Is(err, store.ErrAlreadyUsed):
+		status := "decided"
+		if view != nil {
+			status = view.Status
+		}
+		return adminErr(http.StatusConflict, "CIBA request %s was already decided (%s)", id, status)
+	case err != nil:
+		return err
+	}
+	return reply(w, http.StatusOK, view)
 }
 
 // Interface guard

@@ -66,6 +66,9 @@ type App struct {
 	// the token endpoint, in whole seconds (rounded up); faster polls are
 	// answered slow_down and the device's interval grows by 5s. Default: 5s.
 	DevicePollInterval caddy.Duration `json:"device_poll_interval,omitempty"`
+	// CIBA configures Client-Initiated Backchannel Authentication (the
+	// /bc-authorize endpoint and the /ciba approval page).
+	CIBA *CIBAConfig `json:"ciba,omitempty"`
 	// Brand customises the login and consent pages.
 	Brand *BrandConfig `json:"brand,omitempty"`
 	// Users defined in the config. They are written to the store on every
@@ -83,9 +86,63 @@ type App struct {
 	logger *zap.Logger
 	cancel context.CancelFunc
 	// stopped is closed when the background work has returned, after
-	// writing what it still had queued (used client assertion ids): Stop
-	// waits for it so nothing queued is lost.
+	// writing what it still had queued (used client assertion ids, CIBA
+	// notifications): Stop waits for it so nothing queued is lost.
 	stopped chan struct{}
+}
+
+// CIBAConfig configures OpenID Connect Client-Initiated Backchannel
+// Authentication.
+type CIBAConfig struct {
+	// RequestTTL is the lifetime of an auth_req_id when the client asks
+	// for none; a client's requested_expiry is honoured up to 30m.
+	// Default: 5m; at most 30m.
+	RequestTTL caddy.Duration `json:"request_ttl,omitempty"`
+	// PollInterval is the minimum time between polls of the token
+	// endpoint, in whole seconds; faster polls get slow_down. Default: 5s.
+	PollInterval caddy.Duration `json:"poll_interval,omitempty"`
+	// MaxPendingPerUser bounds the requests waiting for one user's
+	// decision; more are refused (429 access_denied). Default: 5.
+	MaxPendingPerUser int `json:"max_pending_per_user,omitempty"`
+	// RateLimitPerClient is a token bucket per client on /bc-authorize.
+	// Default: 100 per 1s.
+	RateLimitPerClient *RateLimitConfig `json:"rate_limit_per_client,omitempty"`
+	// RateLimitPerUser is a token bucket per user, all clients together.
+	// Default: 10 per 1m.
+	RateLimitPerUser *RateLimitConfig `json:"rate_limit_per_user,omitempty"`
+	// Webhook, when set, receives every new request as a JWT signed with
+	// the server's key (typ ciba-webhook+jwt), with approve and deny links
+	// for an authenticator app.
+	Webhook string `json:"webhook,omitempty"`
+	// InsecureNotificationEndpoints allows http:// notification endpoints
+	// and webhook on loopback hosts, for development only. Logged as a
+	// warning.
+	InsecureNotificationEndpoints bool `json:"insecure_notification_endpoints,omitempty"`
+}
+
+// RateLimitConfig is a token bucket: Burst requests at once, refilled at
+// Burst per Interval.
+type RateLimitConfig struct {
+	Burst    int            `json:"burst"`
+	Interval caddy.Duration `json:"interval"`
+}
+
+func (c *CIBAConfig) flows() flows.CIBAConfig {
+	if c == nil {
+		return flows.CIBAConfig{}
+	}
+	out := flows.CIBAConfig{
+		RequestTTL: time.Duration(c.RequestTTL), PollInterval: time.Duration(c.PollInterval),
+		MaxPendingPerUser: c.MaxPendingPerUser, WebhookURL: c.Webhook,
+		InsecureNotificationEndpoints: c.InsecureNotificationEndpoints,
+	}
+	if l := c.RateLimitPerClient; l != nil {
+		out.ClientRate = flows.RateLimit{Burst: l.Burst, Interval: time.Duration(l.Interval)}
+	}
+	if l := c.RateLimitPerUser; l != nil {
+		out.UserRate = flows.RateLimit{Burst: l.Burst, Interval: time.Duration(l.Interval)}
+	}
+	return out
 }
 
 // StorageConfig selects the storage backend.
@@ -179,6 +236,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		RefreshTokenTTL: time.Duration(a.RefreshTokenTTL), CodeTTL: time.Duration(a.CodeTTL),
 		SessionTTL:    time.Duration(a.SessionTTL),
 		DeviceCodeTTL: time.Duration(a.DeviceCodeTTL), DevicePollInterval: time.Duration(a.DevicePollInterval),
+		CIBA: a.CIBA.flows(),
+	}
+	if a.CIBA != nil && a.CIBA.InsecureNotificationEndpoints {
+		a.logger.Warn("ciba insecure_notification_endpoints is on: CIBA notifications and the webhook may use plain http on loopback; use this for local development only")
 	}
 	if a.Brand != nil {
 		cfg.Brand = flows.Brand{Name: a.Brand.Name, Color: a.Brand.Color, LogoURL: a.Brand.LogoURL}
@@ -217,6 +278,23 @@ func (a *App) Validate() error {
 	if time.Duration(a.DevicePollInterval) >= deviceTTL {
 		return fmt.Errorf("portcullis: device_poll_interval %s must be shorter than device_code_ttl %s",
 			time.Duration(a.DevicePollInterval), deviceTTL)
+	}
+	if a.CIBA != nil {
+		cfg := a.CIBA.flows()
+		if cfg.RequestTTL == 0 {
+			cfg.RequestTTL = 5 * time.Minute // the flows default
+		}
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("portcullis: %w", err)
+		}
+		for _, l := range []*RateLimitConfig{a.CIBA.RateLimitPerClient, a.CIBA.RateLimitPerUser} {
+			if l != nil && (l.Burst <= 0 || l.Interval <= 0) {
+				return errors.New("portcullis: ciba rate limits need a positive burst and interval")
+			}
+		}
+		if a.CIBA.MaxPendingPerUser < 0 {
+			return errors.New("portcullis: ciba max_pending_per_user must be positive")
+		}
 	}
 	return nil
 }

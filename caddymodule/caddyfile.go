@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -32,6 +33,15 @@ func init() {
 //		insecure_cookies
 //		access_token_ttl|id_token_ttl|refresh_token_ttl|code_ttl|session_ttl <duration>
 //		device_code_ttl|device_poll_interval <duration>
+//		ciba {
+//			request_ttl <duration>
+//			poll_interval <duration>
+//			max_pending_per_user <n>
+//			rate_limit_per_client <burst> <interval>
+//			rate_limit_per_user <burst> <interval>
+//			webhook <url>
+//			insecure_notification_endpoints
+//		}
 //		brand {
 //			name <text>
 //			color <#rrggbb>
@@ -57,6 +67,11 @@ func init() {
 //			scopes <scope...>
 //			api_access <api identifier> <scope...>
 //			backchannel_logout_uri <uri>
+//			backchannel_token_delivery_mode poll|ping|push
+//			backchannel_client_notification_endpoint <url>
+//			backchannel_authentication_request_signing_alg <alg>
+//			backchannel_user_code_parameter
+//			logo_uri <url>
 //			require_pkce
 //			require_par
 //			first_party
@@ -110,6 +125,11 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			err = durationArg(d, &app.DeviceCodeTTL)
 		case "device_poll_interval":
 			err = durationArg(d, &app.DevicePollInterval)
+		case "ciba":
+			if app.CIBA != nil {
+				return nil, d.Err("the ciba block may appear only once")
+			}
+			app.CIBA, err = parseCIBA(d)
 		case "brand":
 			app.Brand, err = parseBrand(d)
 		case "user":
@@ -374,6 +394,22 @@ func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 			c.APIAccess[args[0]] = append(c.APIAccess[args[0]], args[1:]...)
 		case "backchannel_logout_uri":
 			err = oneArg(d, &c.BackchannelLogoutURI)
+		case "backchannel_token_delivery_mode":
+			err = oneArg(d, &c.BackchannelTokenDeliveryMode)
+			if m := c.BackchannelTokenDeliveryMode; err == nil && m != "poll" && m != "ping" && m != "push" {
+				err = d.Errf("backchannel_token_delivery_mode %q is not supported; use poll, ping or push", m)
+			}
+		case "backchannel_client_notification_endpoint":
+			err = oneArg(d, &c.BackchannelClientNotificationEndpoint)
+			if uriErr := flows.CheckNotificationURL(c.BackchannelClientNotificationEndpoint, true); err == nil && uriErr != nil {
+				err = d.Errf("backchannel_client_notification_endpoint: %v", uriErr)
+			}
+		case "backchannel_authentication_request_signing_alg":
+			err = oneArg(d, &c.BackchannelAuthenticationRequestSigningAlg)
+		case "backchannel_user_code_parameter":
+			err = boolArg(d, &c.BackchannelUserCodeParameter)
+		case "logo_uri":
+			err = oneArg(d, &c.LogoURI)
 		case "require_pkce":
 			err = boolArg(d, &c.RequirePKCE)
 		case "require_par":
@@ -441,6 +477,73 @@ func firstErr(errs ...error) error {
 		}
 	}
 	return nil
+}
+
+// parseCIBA reads the ciba block of the global option.
+func parseCIBA(d *caddyfile.Dispenser) (*CIBAConfig, error) {
+	c := new(CIBAConfig)
+	if err := noArgs(d); err != nil {
+		return nil, err
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "request_ttl":
+			if err = durationArg(d, &c.RequestTTL); err == nil && time.Duration(c.RequestTTL) > flows.MaxCIBARequestTTL {
+				err = d.Errf("request_ttl %s is longer than the maximum %s", time.Duration(c.RequestTTL), flows.MaxCIBARequestTTL)
+			}
+		case "poll_interval":
+			err = durationArg(d, &c.PollInterval)
+		case "max_pending_per_user":
+			var s string
+			if err = oneArg(d, &s); err == nil {
+				if c.MaxPendingPerUser, err = strconv.Atoi(s); err != nil || c.MaxPendingPerUser <= 0 {
+					err = d.Errf("max_pending_per_user must be a positive integer, not %q", s)
+				}
+			}
+		case "rate_limit_per_client":
+			c.RateLimitPerClient, err = parseRateLimit(d)
+		case "rate_limit_per_user":
+			c.RateLimitPerUser, err = parseRateLimit(d)
+		case "webhook":
+			if err = oneArg(d, &c.Webhook); err == nil {
+				if uriErr := flows.CheckNotificationURL(c.Webhook, true); uriErr != nil {
+					err = d.Errf("webhook: %v", uriErr)
+				}
+			}
+		case "insecure_notification_endpoints":
+			c.InsecureNotificationEndpoints = true
+			err = noArgs(d)
+		default:
+			err = d.Errf("unrecognized ciba option %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if c.Webhook != "" {
+		if err := flows.CheckNotificationURL(c.Webhook, c.InsecureNotificationEndpoints); err != nil {
+			return nil, d.Errf("webhook: %v", err)
+		}
+	}
+	return c, nil
+}
+
+// parseRateLimit reads `<burst> <interval>`.
+func parseRateLimit(d *caddyfile.Dispenser) (*RateLimitConfig, error) {
+	name, args := d.Val(), d.RemainingArgs()
+	if len(args) != 2 {
+		return nil, d.Errf("usage: %s <burst> <interval>, e.g. %s 10 1m", name, name)
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n <= 0 {
+		return nil, d.Errf("%s: burst must be a positive integer, not %q", name, args[0])
+	}
+	dur, err := caddy.ParseDuration(args[1])
+	if err != nil || dur <= 0 {
+		return nil, d.Errf("%s: invalid interval %q", name, args[1])
+	}
+	return &RateLimitConfig{Burst: n, Interval: caddy.Duration(dur)}, nil
 }
 
 func parseAPI(d *caddyfile.Dispenser) (APIConfig, error) {

@@ -111,6 +111,28 @@ type ClientConfig struct {
 	FirstParty bool `json:"first_party,omitempty"`
 	// AlwaysIssueRefreshToken issues refresh tokens without offline_access.
 	AlwaysIssueRefreshToken bool `json:"always_issue_refresh_token,omitempty"`
+	// BackchannelTokenDeliveryMode is how a client with the ciba grant
+	// gets the result of its CIBA requests: poll (the token endpoint),
+	// ping (a POST of the auth_req_id to its notification endpoint, then
+	// the token endpoint) or push (the tokens POSTed to its notification
+	// endpoint). Default: poll.
+	BackchannelTokenDeliveryMode string `json:"backchannel_token_delivery_mode,omitempty"`
+	// BackchannelClientNotificationEndpoint receives ping and push
+	// notifications: https, or http on loopback with the ciba block's
+	// insecure_notification_endpoints. Required for ping and push, refused
+	// for poll.
+	BackchannelClientNotificationEndpoint string `json:"backchannel_client_notification_endpoint,omitempty"`
+	// BackchannelAuthenticationRequestSigningAlg, when set, requires the
+	// client's CIBA requests to come as a request object signed with this
+	// algorithm: an asymmetric one with the client's jwks (private_key_jwt),
+	// HS256/384/512 with its client_secret_jwt secret.
+	BackchannelAuthenticationRequestSigningAlg string `json:"backchannel_authentication_request_signing_alg,omitempty"`
+	// BackchannelUserCodeParameter makes the client send the user's
+	// user_code with CIBA requests, checked against the code set for the
+	// user through the admin API.
+	BackchannelUserCodeParameter bool `json:"backchannel_user_code_parameter,omitempty"`
+	// LogoURI is an image shown for the client on the CIBA approval page.
+	LogoURI string `json:"logo_uri,omitempty"`
 }
 
 // APIConfig is an API (resource server) defined in the config.
@@ -132,11 +154,11 @@ type APIConfig struct {
 var secretAuthMethods = []string{flows.AuthMethodSecretBasic, flows.AuthMethodSecretPost, flows.AuthMethodSecretJWT}
 
 var knownGrantTypes = []string{flows.GrantAuthorizationCode, flows.GrantRefreshToken, flows.GrantClientCredentials,
-	flows.GrantDeviceCode, flows.GrantPassword}
+	flows.GrantDeviceCode, flows.GrantPassword, flows.GrantCIBA}
 
 // grantTypeAliases are short names accepted in the config for grant types
 // whose registered name is a URN.
-var grantTypeAliases = map[string]string{"device_code": flows.GrantDeviceCode}
+var grantTypeAliases = map[string]string{"device_code": flows.GrantDeviceCode, "ciba": flows.GrantCIBA}
 
 // ClientRecord validates c and converts it to its store record; secret is
 // the expanded secret. A jwks_file is read here.
@@ -157,6 +179,11 @@ func (c ClientConfig) clientRecord(secret string, readFiles bool) (*store.Client
 		FirstParty: c.FirstParty, AlwaysIssueRefreshToken: c.AlwaysIssueRefreshToken, RequirePushedAuthorizationRequests: c.RequirePAR,
 		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod, BackchannelLogoutURI: c.BackchannelLogoutURI,
 		TokenEndpointAuthSigningAlg: c.TokenEndpointAuthSigningAlg, JWKS: c.JWKS, JWKSURI: c.JWKSURI,
+		BackchannelTokenDeliveryMode:               c.BackchannelTokenDeliveryMode,
+		BackchannelClientNotificationEndpoint:      c.BackchannelClientNotificationEndpoint,
+		BackchannelAuthenticationRequestSigningAlg: c.BackchannelAuthenticationRequestSigningAlg,
+		BackchannelUserCodeParameter:               c.BackchannelUserCodeParameter,
+		LogoURI:                                    c.LogoURI,
 	}
 	keySources := 0
 	for _, set := range []bool{len(c.JWKS) > 0, c.JWKSFile != "", c.JWKSURI != ""} {
@@ -233,6 +260,16 @@ func (c ClientConfig) clientRecord(secret string, readFiles bool) (*store.Client
 	}
 	if c.Public && slices.Contains(rec.GrantTypes, flows.GrantClientCredentials) {
 		return nil, fmt.Errorf("client %s: a public client cannot use client_credentials", c.ID)
+	}
+	// Whether plain http is allowed depends on the app's ciba block; it is
+	// checked again with it when the client is stored (checkCIBAEndpoint).
+	if err := flows.ValidateCIBAClient(rec, true); err != nil {
+		return nil, fmt.Errorf("client %s: %w", c.ID, err)
+	}
+	if c.LogoURI != "" {
+		if u, err := url.Parse(c.LogoURI); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("client %s: logo_uri %q must be an absolute http(s) URL", c.ID, c.LogoURI)
+		}
 	}
 	if slices.Contains(rec.GrantTypes, flows.GrantAuthorizationCode) && len(rec.RedirectURIs) == 0 {
 		return nil, fmt.Errorf("client %s: the authorization_code grant needs at least one redirect_uris entry", c.ID)
@@ -335,6 +372,9 @@ func (a *App) seed(ctx context.Context, repl *caddy.Replacer) error {
 				return fmt.Errorf("client %s: api_access names %s, which is not a defined api", rec.ID, aud)
 			}
 		}
+		if err := a.checkCIBAEndpoint(rec); err != nil {
+			return err
+		}
 		rec.Source, rec.CreatedAt = "config", now
 		if err := a.store.PutClient(ctx, rec); err != nil {
 			return err
@@ -350,6 +390,10 @@ func (a *App) seed(ctx context.Context, repl *caddy.Replacer) error {
 		rec, err := uc.UserRecord(hash)
 		if err != nil {
 			return err
+		}
+		if prev, err := a.store.GetUser(ctx, rec.Username); err == nil {
+			// Set through the admin API: kept across reloads.
+			rec.BackchannelUserCodeHash = prev.BackchannelUserCodeHash
 		}
 		rec.Source, rec.CreatedAt = "config", now
 		if err := a.store.PutUser(ctx, rec); err != nil {
@@ -416,6 +460,16 @@ func (a *App) pruneConfigRecords(ctx context.Context, apis, clients, users map[s
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// checkCIBAEndpoint checks a client's CIBA notification endpoint against
+// the app's insecure_notification_endpoints switch.
+func (a *App) checkCIBAEndpoint(rec *store.Client) error {
+	insecure := a.CIBA != nil && a.CIBA.InsecureNotificationEndpoints
+	if err := flows.ValidateCIBAClient(rec, insecure); err != nil {
+		return fmt.Errorf("client %s: %w", rec.ID, err)
 	}
 	return nil
 }

@@ -49,6 +49,12 @@ func (s *Server) metadata() map[string]any {
 		"backchannel_logout_supported":                   true,
 		"backchannel_logout_session_supported":           true,
 
+		// CIBA (OpenID CIBA Core 1.0 §4).
+		"backchannel_authentication_endpoint":                             s.url(PathBackchannelAuthentication),
+		"backchannel_token_delivery_modes_supported":                      []string{"poll", "ping", "push"},
+		"backchannel_user_code_parameter_supported":                       true,
+		"backchannel_authentication_request_signing_alg_values_supported": assertionSigningAlgs(),
+
 		// Client assertions (RFC 7523 §2.2): private_key_jwt and
 		// client_secret_jwt algorithms.
 		"token_endpoint_auth_signing_alg_values_supported":         assertionSigningAlgs(),

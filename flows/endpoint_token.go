@@ -19,6 +19,8 @@ const (
 	// GrantPassword is the Resource Owner Password Credentials grant
 	// (RFC 6749 §4.3), for trusted legacy clients only.
 	GrantPassword = "password"
+	// GrantCIBA is the CIBA grant (OpenID CIBA Core 1.0 §10.1).
+	GrantCIBA = "urn:openid:params:grant-type:ciba"
 )
 
 // maxFormBytes bounds every form body the server parses.

@@ -42,7 +42,7 @@ func TestDiscoveryDocument(t *testing.T) {
 			lists := map[string][]string{
 				"code_challenge_methods_supported":      {"S256"},
 				"response_types_supported":              {"code"},
-				"grant_types_supported":                 {GrantAuthorizationCode, GrantClientCredentials, GrantPassword, GrantRefreshToken, GrantDeviceCode},
+				"grant_types_supported":                 {GrantAuthorizationCode, GrantClientCredentials, GrantPassword, GrantRefreshToken, GrantDeviceCode, GrantCIBA},
 				"id_token_signing_alg_values_supported": {"ES256"},
 				"subject_types_supported":               {"public"},
 			}

@@ -72,6 +72,8 @@ type Config struct {
 	// verification page. Default: 10 per IP, one forgiven every minute, and
 	// 100 from all IPs together, one forgiven every second.
 	UserCodeThrottle UserCodeThrottleConfig
+	// CIBA configures Client-Initiated Backchannel Authentication.
+	CIBA CIBAConfig
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 }
@@ -138,6 +140,10 @@ type Server struct {
 	// keys for private_key_jwt and client_secret_jwt.
 	assertions *assertionState
 
+	// ciba is the CIBA flow's state: poll bookkeeping, rate limits and
+	// the notifier.
+	ciba *cibaState
+
 	discovery atomic.Pointer[[]byte]
 }
 
@@ -154,6 +160,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("flows: a cookie secret is required")
 	}
 	if err := cfg.Brand.Validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.CIBA.Validate(); err != nil {
 		return nil, err
 	}
 	setDefaults(&cfg)
@@ -189,11 +198,15 @@ func New(cfg Config) (*Server, error) {
 	if s.tmpl, err = parseTemplates(); err != nil {
 		return nil, err
 	}
+	if s.ciba, err = newCIBAState(s, cfg.CIBA, cfg.CookieSecrets); err != nil {
+		return nil, err
+	}
 	s.RegisterGrant(GrantAuthorizationCode, authorizationCodeGrant{s})
 	s.RegisterGrant(GrantRefreshToken, refreshTokenGrant{s})
 	s.RegisterGrant(GrantClientCredentials, clientCredentialsGrant{s})
 	s.RegisterGrant(GrantDeviceCode, deviceCodeGrant{s})
 	s.RegisterGrant(GrantPassword, passwordGrant{s})
+	s.RegisterGrant(GrantCIBA, cibaGrant{s})
 	s.routes()
 	s.refreshMetadata()
 	return s, nil
@@ -286,6 +299,9 @@ func (s *Server) routes() {
 	m.HandleFunc(PathPAR, cors(s.servePAR))
 	m.HandleFunc(PathDeviceAuthorization, cors(s.serveDeviceAuthorization))
 	m.HandleFunc(PathDevice, s.serveDevice)
+	m.HandleFunc(PathBackchannelAuthentication, s.serveBackchannelAuthentication)
+	m.HandleFunc(PathCIBA, s.serveCIBAPage)
+	m.HandleFunc(PathCIBADecision, s.serveCIBADecision)
 	m.Handle("GET "+PathAssets+"{file}", http.StripPrefix(PathAssets[:len(PathAssets)-1], assetHandler()))
 	s.mux = m
 }
@@ -368,7 +384,8 @@ func (s *Server) Handles(r *http.Request) bool {
 	}
 	switch r.URL.Path {
 	case PathDiscovery, PathASMetadata, PathJWKS, PathAuthorize, PathLogin, PathConsent, PathToken,
-		PathUserinfo, PathIntrospect, PathRevoke, PathEndSession, PathPAR, PathDeviceAuthorization, PathDevice:
+		PathUserinfo, PathIntrospect, PathRevoke, PathEndSession, PathPAR, PathDeviceAuthorization, PathDevice,
+		PathBackchannelAuthentication, PathCIBA, PathCIBADecision:
 		return true
 	}
 	return strings.HasPrefix(r.URL.Path, PathAssets)
@@ -388,7 +405,8 @@ func (s *Server) logError(r *http.Request, oe *Error) {
 
 // Background runs the periodic work (store sweep, key refresh and
 // rotation) until ctx is done. It also writes used client assertion ids to
-// the store as they come, and the last queued ones before it returns.
+// the store as they come, and the last queued ones before it returns, and
+// delivers CIBA notifications (ping, push, webhook).
 func (s *Server) Background(ctx context.Context, every time.Duration) {
 	persisted := make(chan struct{})
 	go func() {
@@ -396,6 +414,12 @@ func (s *Server) Background(ctx context.Context, every time.Duration) {
 		s.assertions.used.persist(ctx)
 	}()
 	defer func() { <-persisted }()
+	notified := make(chan struct{})
+	go func() {
+		defer close(notified)
+		s.ciba.notifier.run(ctx)
+	}()
+	defer func() { <-notified }()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -414,6 +438,8 @@ func (s *Server) Background(ctx context.Context, every time.Duration) {
 			s.throttle.prune()
 			s.userCodes.prune()
 			s.devicePolls.prune(s.now())
+			s.ciba.polls.prune(s.now())
+			s.ciba.limits.prune()
 		}
 	}
 }

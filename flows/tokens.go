@@ -46,6 +46,10 @@ type issueParams struct {
 	// the access token is bound to it, and so is a public client's refresh
 	// token (RFC 9449 §5).
 	DPoPJKT string
+	// AuthReqID, when set, is the auth_req_id of a CIBA request whose
+	// tokens are pushed: the ID token then carries it and the hash of the
+	// refresh token (CIBA Core §10.3.1).
+	AuthReqID string
 }
 
 // issuedAccess is an access token and what the store needs to track it.
@@ -128,7 +132,7 @@ func (s *Server) newAccessToken(p issueParams, now time.Time) (*issuedAccess, er
 
 // newIDToken issues an ID token (OIDC Core §2) with the claims the scopes
 // release.
-func (s *Server) newIDToken(p issueParams, accessToken string, now time.Time) (string, error) {
+func (s *Server) newIDToken(p issueParams, accessToken, refreshToken string, now time.Time) (string, error) {
 	claims := map[string]any{
 		"iss": s.issuer, "sub": p.User.ID, "aud": p.Client.ID, "azp": p.Client.ID,
 		"iat": now.Unix(), "exp": now.Add(s.cfg.IDTokenTTL).Unix(),
@@ -146,8 +150,23 @@ func (s *Server) newIDToken(p issueParams, accessToken string, now time.Time) (s
 	for k, v := range userClaims(p.User, p.Scopes) {
 		claims[k] = v
 	}
+	if p.AuthReqID != "" {
+		// CIBA Core §10.3.1: in Push mode the ID token "MUST contain" the
+		// urn:openid:params:jwt:claim:auth_req_id claim and, with a refresh
+		// token, urn:openid:params:jwt:claim:rt_hash, computed as at_hash.
+		claims[claimAuthReqID] = p.AuthReqID
+		if refreshToken != "" {
+			claims[claimRTHash] = halfHash(s.keys.Alg(), refreshToken)
+		}
+	}
 	return s.keys.Sign(claims, "JWT")
 }
+
+// The claims of a pushed CIBA ID token (CIBA Core §10.3.1).
+const (
+	claimAuthReqID = "urn:openid:params:jwt:claim:auth_req_id"
+	claimRTHash    = "urn:openid:params:jwt:claim:rt_hash"
+)
 
 // halfHash is at_hash / c_hash (OIDC Core §3.1.3.6): the left half of the
 // hash the signing algorithm uses, base64url. ES256, RS256 and PS256 use
@@ -196,6 +215,7 @@ func userClaims(u *store.User, scopes []string) map[string]any {
 var reservedClaims = map[string]struct{}{
 	"iss": {}, "sub": {}, "aud": {}, "exp": {}, "iat": {}, "nbf": {}, "jti": {}, "azp": {}, "nonce": {},
 	"auth_time": {}, "at_hash": {}, "c_hash": {}, "sid": {}, "scope": {}, "client_id": {}, "cnf": {},
+	claimAuthReqID: {}, claimRTHash: {},
 }
 
 // issue creates the tokens for p. refresh says whether a refresh token is
@@ -218,14 +238,17 @@ func (s *Server) issue(ctx context.Context, p issueParams, grant *store.Grant, r
 		// bound to its DPoP key".
 		resp.TokenType = dpop.Scheme
 	}
+	if refresh {
+		// Drawn before the ID token, which may carry its hash (rt_hash).
+		resp.RefreshToken = randomToken()
+	}
 	if p.WithIDToken && p.User != nil {
-		if resp.IDToken, err = s.newIDToken(p, at.token, now); err != nil {
+		if resp.IDToken, err = s.newIDToken(p, at.token, resp.RefreshToken, now); err != nil {
 			return nil, errServer(err)
 		}
 	}
 	var rt *store.RefreshToken
 	if refresh {
-		resp.RefreshToken = randomToken()
 		exp := now.Add(s.cfg.RefreshTokenTTL)
 		if grant != nil {
 			exp = grant.ExpiresAt
