@@ -40,7 +40,8 @@ banner() {
   Demo user         alice / alice
   Clients           demo-app (secret demo-app-secret), demo-spa (public, PKCE),
                     demo-backend (secret demo-backend-secret, client credentials),
-                    demo-cli (public, device login), demo-legacy (secret demo-legacy-secret, password grant)
+                    demo-cli (public, device login), demo-legacy (secret demo-legacy-secret, password grant),
+                    demo-ciba (secret demo-ciba-secret, CIBA: approve at http://localhost:9000/ciba)
   Try it            open http://localhost:9000/authorize?client_id=demo-spa&response_type=code&scope=openid%20profile&redirect_uri=http://localhost:3000/callback&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256
   Admin API         http://localhost:2019/portcullis/clients
 

@@ -1,7 +1,9 @@
 package tests
 
 import (
+	"encoding/json"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -53,6 +55,13 @@ func TestCaddyfileExampleDemo(t *testing.T) {
 		t.Errorf("password grant for demo-legacy: %d %v", resp.StatusCode, tokens)
 	}
 
+	// The CLI gets a device code.
+	resp, device := PostForm(t, g.BaseURL+"/oauth/device/code", url.Values{"client_id": {"demo-cli"}, "scope": {"openid offline_access"}}, "", "")
+	if resp.StatusCode != 200 || device["user_code"] == nil || device["verification_uri"] != g.BaseURL+"/device" {
+		t.Errorf("device code for demo-cli: %d %v", resp.StatusCode, device)
+	}
+	exampleCIBA(t, g)
+
 	resp, _ = navigate(t, browser, g.AppURL+"/oauth2/logout", nil)
 	endSession := resolve(t, g.AppURL, resp.Header.Get("Location"))
 	if !strings.HasPrefix(endSession, g.BaseURL+"/logout?") {
@@ -96,4 +105,31 @@ func startFixedGateway(t *testing.T, caddyfile []byte, baseURL, adminURL string)
 		t.Fatalf("gateway not ready: %v", err)
 	}
 	return g
+}
+
+// exampleCIBA starts a CIBA sign-in for alice as demo-ciba, approves it
+// through the admin API as an operator would, and polls for the tokens.
+func exampleCIBA(t *testing.T, g *Gateway) {
+	t.Helper()
+	resp, started := PostForm(t, g.BaseURL+"/bc-authorize", url.Values{"scope": {"openid"}, "login_hint": {"alice"},
+		"binding_message": {"W4SCT"}}, "demo-ciba", "demo-ciba-secret")
+	authReqID, _ := started["auth_req_id"].(string)
+	if resp.StatusCode != 200 || authReqID == "" {
+		t.Fatalf("bc-authorize for demo-ciba: %d %v", resp.StatusCode, started)
+	}
+	_, body := doRequest(t, &http.Client{Timeout: requestTimeout}, http.MethodGet, g.AdminURL+"/portcullis/ciba?user=alice", nil, nil)
+	var pending []map[string]any
+	if err := json.Unmarshal(body, &pending); err != nil || len(pending) != 1 || pending[0]["binding_message"] != "W4SCT" {
+		t.Fatalf("pending CIBA requests of alice: %v %s", err, body)
+	}
+	approve, _ := doRequest(t, &http.Client{Timeout: requestTimeout}, http.MethodPost,
+		g.AdminURL+"/portcullis/ciba/"+pending[0]["id"].(string)+"/approve", nil, nil)
+	if approve.StatusCode != 200 {
+		t.Fatalf("approving through the admin API: %d", approve.StatusCode)
+	}
+	resp, tokens := PostForm(t, g.BaseURL+"/oauth/token", url.Values{"grant_type": {"urn:openid:params:grant-type:ciba"},
+		"auth_req_id": {authReqID}}, "demo-ciba", "demo-ciba-secret")
+	if resp.StatusCode != 200 || tokens["id_token"] == nil {
+		t.Errorf("CIBA token for demo-ciba: %d %v", resp.StatusCode, tokens)
+	}
 }
