@@ -16,10 +16,22 @@
 #   BENCH_SCENARIO     all (default), or a comma-separated list of
 #                      client_credentials, authcode_roundtrip, jwks, discovery,
 #                      device_code, device_poll_pending (device: both),
-#                      gateway, guard
+#                      ciba_authorize, ciba_poll_pending, ciba_push_latency
+#                      (ciba: all three), gateway, guard
 #   BENCH_DEVICE_CODES device_poll_pending: device codes issued before the
 #                      clock starts and polled in turn, each once per
 #                      interval (default 20000)
+#   BENCH_CIBA_REQUESTS
+#                      ciba_poll_pending: CIBA requests made before the clock
+#                      starts and polled in turn, each once per interval
+#                      (default 20000)
+#   BENCH_CIBA_PUSH_REQUESTS, BENCH_CIBA_PUSH_CONCURRENCY
+#                      ciba_push_latency: approvals timed from the admin
+#                      API's approve call to the push notification's
+#                      arrival, and the workers making them (default 500
+#                      and 4)
+#   BENCH_CIBA_USERS   ciba_authorize, ciba_poll_pending: users the requests
+#                      are spread over (default 1024)
 #   BENCH_ROUNDS       gateway, guard: rounds each side's measured time is
 #                      split into, alternating the order of the sides
 #                      (default 20)
@@ -38,9 +50,10 @@
 #   BENCH_SWEEP=1      also run client_credentials at 32, 64 and 128 workers
 #   BENCH_PROFILE=1    also take a 5 s CPU profile of the server under
 #                      client_credentials, authcode_roundtrip, device_code,
-#                      device_poll_pending, gateway and guard load (only the
-#                      ones BENCH_SCENARIO names, if it is a list) and print
-#                      the top of `go tool pprof -top`
+#                      device_poll_pending, ciba_authorize, ciba_poll_pending,
+#                      gateway and guard load (only the ones BENCH_SCENARIO
+#                      names, if it is a list) and print the top of
+#                      `go tool pprof -top`
 #   BENCH_KEEP=1       keep the temporary directory (Caddyfile, caddy.log,
 #                      profiles) instead of deleting it
 #
@@ -54,6 +67,10 @@ WARMUP="${BENCH_WARMUP:-1}"
 CONC="${BENCH_CONCURRENCY:-64}"
 SCENARIO="${BENCH_SCENARIO:-all}"
 DEVICE_CODES="${BENCH_DEVICE_CODES:-20000}"
+CIBA_REQUESTS="${BENCH_CIBA_REQUESTS:-20000}"
+CIBA_PUSH_REQUESTS="${BENCH_CIBA_PUSH_REQUESTS:-500}"
+CIBA_PUSH_CONC="${BENCH_CIBA_PUSH_CONCURRENCY:-4}"
+CIBA_USER_COUNT="${BENCH_CIBA_USERS:-1024}"
 
 ROUNDS="${BENCH_ROUNDS:-20}"
 LAT_SECONDS="${BENCH_LATENCY_SECONDS:-5}"
@@ -108,8 +125,10 @@ echo "== building caddy + portcullis and the load generator into $WORK"
 # The authorization server, the admin endpoint, the gateway site (cookie
 # sessions), the plain reverse_proxy site, the gateway site with server-side
 # sessions, the upstream app, the API site (bearer_auth), and the second
-# Caddy's admin endpoint and site (bearer_auth introspecting over HTTP).
-read -r PORT ADMIN_PORT APP_PORT PLAIN_PORT SRV_PORT UP_PORT API_PORT ADMIN2_PORT INTRO_PORT <<<"$("$WORK/loadgen" -free-ports 9 | tr '\n' ' ')"
+# Caddy's admin endpoint and site (bearer_auth introspecting over HTTP),
+# and the CIBA push client's notification endpoint (served by the load
+# generator during ciba_push_latency).
+read -r PORT ADMIN_PORT APP_PORT PLAIN_PORT SRV_PORT UP_PORT API_PORT ADMIN2_PORT INTRO_PORT CIBA_RCV_PORT <<<"$("$WORK/loadgen" -free-ports 10 | tr '\n' ' ')"
 BASE="http://127.0.0.1:$PORT"
 APP="http://127.0.0.1:$APP_PORT"
 PLAIN="http://127.0.0.1:$PLAIN_PORT"
@@ -117,10 +136,25 @@ SRV="http://127.0.0.1:$SRV_PORT"
 API="http://127.0.0.1:$API_PORT"
 INTRO="http://127.0.0.1:$INTRO_PORT"
 UPSTREAM="127.0.0.1:$UP_PORT"
+CIBA_RECEIVER="127.0.0.1:$CIBA_RCV_PORT"
 # Caddy keeps 32 idle upstream connections per host by default: fewer than
 # the workers, so both sides would redial most requests and the dials would
 # dwarf what is compared. Keep one per worker.
 UP_IDLE=$((CONC > 32 ? CONC : 32))
+
+# The CIBA users: ciba_authorize and ciba_poll_pending spread their requests
+# over BENCH_CIBA_USERS of them, and each ciba_push_latency worker approves its own
+# (so that its pending list holds one request). Nobody signs in as them:
+# they share a deliberately cheap argon2id hash (m=8 KiB, t=1) so that the
+# server's start-up check of each hash takes microseconds, not 50 ms.
+CIBA_HASH='$argon2id$v=19$m=8,t=1,p=1$YmVuY2gtY2liYS1zYWx0IQ$GfqI/4tVV0ciH0Qgu6zLixRbuyU9KUdcBxiffLEdcgw'
+CIBA_USERS=""
+for i in $(seq 0 $((CIBA_USER_COUNT - 1))); do
+	CIBA_USERS+="$(printf '\t\tuser ciba-user-%03d {\n\t\t\tpassword_hash %s\n\t\t}' "$i" "$CIBA_HASH")"$'\n'
+done
+for i in $(seq 0 15); do
+	CIBA_USERS+="$(printf '\t\tuser ciba-push-%02d {\n\t\t\tpassword_hash %s\n\t\t}' "$i" "$CIBA_HASH")"$'\n'
+done
 
 cat >"$WORK/Caddyfile" <<EOF
 {
@@ -134,6 +168,18 @@ cat >"$WORK/Caddyfile" <<EOF
 		# device codes keep the server busy, and codes that outlive a run.
 		device_poll_interval 1s
 		device_code_ttl 30m
+		# The CIBA scenarios: the same shortest interval and long-lived
+		# requests; limits raised so that throttling does not count (the
+		# defaults are 100 per client and 10 per user and minute, 5 pending
+		# per user); plain-HTTP loopback for the push client's endpoint.
+		ciba {
+			request_ttl 30m
+			poll_interval 1s
+			max_pending_per_user 1000000
+			rate_limit_per_client 1000000 1s
+			rate_limit_per_user 1000000 1s
+			insecure_notification_endpoints
+		}
 		user alice {
 			password alice-password
 			email alice@example.com
@@ -162,7 +208,20 @@ cat >"$WORK/Caddyfile" <<EOF
 			public
 			grant_types device_code
 		}
-		client gateway {
+		client bench-ciba {
+			name "Bench CIBA (poll)"
+			secret bench-ciba-secret
+			grant_types ciba
+			backchannel_token_delivery_mode poll
+		}
+		client bench-ciba-push {
+			name "Bench CIBA (push)"
+			secret bench-ciba-push-secret
+			grant_types ciba
+			backchannel_token_delivery_mode push
+			backchannel_client_notification_endpoint http://$CIBA_RECEIVER/push
+		}
+$CIBA_USERS		client gateway {
 			name "Bench App"
 			secret gateway-secret
 			redirect_uris $APP/oauth2/callback $SRV/oauth2/callback
@@ -330,7 +389,9 @@ if [ "$HTTP_INTROSPECTION" = 1 ]; then
 fi
 echo "== ready ($(nproc) CPUs shared by the servers and the load generator)"
 
-loadgen() { "$WORK/loadgen" -base "$BASE" -server-pid "$CADDY_PID" -seconds "$SECONDS_PER" -warmup "$WARMUP" -device-codes "$DEVICE_CODES" "${GATEWAY_FLAGS[@]}" "$@"; }
+CIBA_FLAGS=(-admin-base "http://127.0.0.1:$ADMIN_PORT" -ciba-receiver "$CIBA_RECEIVER" -ciba-requests "$CIBA_REQUESTS" -ciba-users "$CIBA_USER_COUNT"
+	-ciba-push-requests "$CIBA_PUSH_REQUESTS" -ciba-push-concurrency "$CIBA_PUSH_CONC")
+loadgen() { "$WORK/loadgen" -base "$BASE" -server-pid "$CADDY_PID" -seconds "$SECONDS_PER" -warmup "$WARMUP" -device-codes "$DEVICE_CODES" "${GATEWAY_FLAGS[@]}" "${CIBA_FLAGS[@]}" "$@"; }
 
 if [ "${BENCH_SWEEP:-0}" = 1 ]; then
 	for c in 32 64 128; do
@@ -340,14 +401,16 @@ if [ "${BENCH_SWEEP:-0}" = 1 ]; then
 fi
 
 if [ "${BENCH_PROFILE:-0}" = 1 ]; then
-	for sc in client_credentials authcode_roundtrip device_code device_poll_pending gateway guard; do
+	for sc in client_credentials authcode_roundtrip device_code device_poll_pending ciba_authorize ciba_poll_pending gateway guard; do
 		# With a list of scenarios, profile only those (device names both
-		# device scenarios).
-		case ",$SCENARIO," in
-		*,all,* | *,"$sc",*) ;;
-		*,device,*) case "$sc" in device_*) ;; *) continue ;; esac ;;
-		*) continue ;;
+		# device scenarios, ciba the CIBA ones).
+		want=0
+		case ",$SCENARIO," in *,all,* | *,"$sc",*) want=1 ;; esac
+		case "$sc" in
+		device_*) case ",$SCENARIO," in *,device,*) want=1 ;; esac ;;
+		ciba_*) case ",$SCENARIO," in *,ciba,*) want=1 ;; esac ;;
 		esac
+		[ "$want" = 1 ] || continue
 		# Profile the middle of the run: after warm-up and worker setup.
 		prof_secs=$(awk -v s="$SECONDS_PER" 'BEGIN { p = (s > 7) ? 5 : int(s / 2); if (p < 1) p = 1; print p }')
 		echo "== profiling the server under $sc (${prof_secs}s CPU profile)"

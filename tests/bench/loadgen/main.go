@@ -136,7 +136,7 @@ func main() {
 	seconds := flag.Float64("seconds", 10, "measured duration of each scenario, in seconds")
 	warmup := flag.Float64("warmup", 1, "untimed warm-up before each scenario, in seconds")
 	concurrency := flag.Int("concurrency", 64, "closed-loop workers (and idle keep-alive connections)")
-	only := flag.String("scenario", "all", "scenario to run: all, client_credentials, authcode_roundtrip, jwks, discovery, device_code, device_poll_pending (device: both), gateway or guard (comma-separated list allowed; all includes gateway when -app-base and -plain-base are set, guard when -api-base and -plain-base are)")
+	only := flag.String("scenario", "all", "scenario to run: all, client_credentials, authcode_roundtrip, jwks, discovery, device_code, device_poll_pending (device: both), ciba_authorize, ciba_poll_pending, ciba_push_latency (ciba: all three), gateway or guard (comma-separated list allowed; all includes gateway when -app-base and -plain-base are set, guard when -api-base and -plain-base are, ciba_push_latency when -admin-base and -ciba-receiver are)")
 	serverPID := flag.Int("server-pid", 0, "process id of the server, to report its CPU use next to the load generator's and other processes' (Linux /proc)")
 	wait := flag.Float64("wait", 0, "instead of a benchmark: wait up to this many seconds for -base's discovery document, exit 0 once it is served")
 	freePorts := flag.Int("free-ports", 0, "instead of a benchmark: print this many free 127.0.0.1 TCP ports, one per line")
@@ -154,6 +154,13 @@ func main() {
 	flag.IntVar(&grOpts.coldTokens, "cold-tokens", 500, "guard scenario: fresh tokens per route whose first request is timed (0 skips the cold phase)")
 	flag.IntVar(&peerPID, "introspect-pid", 0, "process id of the Caddy behind -introspect-base, to report its CPU use apart from other processes'")
 	flag.IntVar(&deviceCodes, "device-codes", 20000, "device_poll_pending: device codes the workers poll in turn, each once per interval")
+	flag.StringVar(&cibaOpts.adminBase, "admin-base", "", "ciba_push_latency: URL of Caddy's admin endpoint (the approvals go through its /portcullis/ciba API)")
+	flag.StringVar(&cibaOpts.receiver, "ciba-receiver", "", "ciba_push_latency: loopback host:port to serve the push client's notification endpoint on (the bench Caddyfile's backchannel_client_notification_endpoint)")
+	flag.IntVar(&cibaOpts.users, "ciba-users", 1024, "ciba_authorize, ciba_poll_pending: users ciba-user-000… the requests are spread over")
+	flag.IntVar(&cibaOpts.pushUsers, "ciba-push-users", 16, "ciba_push_latency: users ciba-push-00… in the bench Caddyfile, one per worker")
+	flag.IntVar(&cibaOpts.requests, "ciba-requests", 20000, "ciba_poll_pending: CIBA requests the workers poll in turn, each once per interval")
+	flag.IntVar(&cibaOpts.pushRequests, "ciba-push-requests", 500, "ciba_push_latency: timed approvals")
+	flag.IntVar(&cibaOpts.pushConcurrency, "ciba-push-concurrency", 4, "ciba_push_latency: workers, each approving its own user's requests one at a time")
 	flag.Parse()
 	benchConcurrency = *concurrency
 
@@ -193,7 +200,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "loadgen: need 1 <= -device-codes <= 1000000")
 		os.Exit(2)
 	}
-	for _, b := range []string{gwOpts.appBase, gwOpts.plainBase, gwOpts.serverBase, grOpts.apiBase, grOpts.introspectBase, *waitSite} {
+	if cibaOpts.users < 1 || cibaOpts.requests < 1 || cibaOpts.requests > 1_000_000 || cibaOpts.pushRequests < 1 || cibaOpts.pushRequests > 100_000 ||
+		cibaOpts.pushConcurrency < 1 || cibaOpts.pushConcurrency > cibaOpts.pushUsers {
+		fmt.Fprintln(os.Stderr, "loadgen: need -ciba-users >= 1, 1 <= -ciba-requests <= 1000000, 1 <= -ciba-push-requests <= 100000, 1 <= -ciba-push-concurrency <= -ciba-push-users")
+		os.Exit(2)
+	}
+	if cibaOpts.receiver != "" {
+		if err := checkLoopback("http://" + cibaOpts.receiver); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen: -ciba-receiver:", err)
+			os.Exit(2)
+		}
+	}
+	for _, b := range []string{gwOpts.appBase, gwOpts.plainBase, gwOpts.serverBase, grOpts.apiBase, grOpts.introspectBase, cibaOpts.adminBase, *waitSite} {
 		if b == "" {
 			continue
 		}
@@ -207,6 +225,7 @@ func main() {
 	gwOpts.serverBase = strings.TrimSuffix(gwOpts.serverBase, "/")
 	grOpts.apiBase = strings.TrimSuffix(grOpts.apiBase, "/")
 	grOpts.introspectBase = strings.TrimSuffix(grOpts.introspectBase, "/")
+	cibaOpts.adminBase = strings.TrimSuffix(cibaOpts.adminBase, "/")
 	if *wait > 0 {
 		limit := time.Duration(*wait * float64(time.Second))
 		if *waitSite != "" {
@@ -232,14 +251,20 @@ func main() {
 			if s.name == "guard" && (grOpts.apiBase == "" || gwOpts.plainBase == "") {
 				continue // needs the API site
 			}
+			if s.name == "ciba_push_latency" && (cibaOpts.adminBase == "" || cibaOpts.receiver == "") {
+				continue // needs the admin endpoint and the receiver
+			}
 			run = append(run, s)
 		}
 	} else {
 		var names []string
 		for name := range strings.SplitSeq(*only, ",") {
-			if name = strings.TrimSpace(name); name == "device" {
+			switch name = strings.TrimSpace(name); name {
+			case "device":
 				names = append(names, "device_code", "device_poll_pending")
-			} else {
+			case "ciba":
+				names = append(names, "ciba_authorize", "ciba_poll_pending", "ciba_push_latency")
+			default:
 				names = append(names, name)
 			}
 		}
@@ -280,8 +305,11 @@ func main() {
 			r := lg.run(sc, *concurrency, wu, dur, *serverPID)
 			results = append(results, r)
 			printLine(r)
-			if sc.name == "device_poll_pending" {
+			switch sc.name {
+			case "device_poll_pending":
 				printDeviceNotes()
+			case "ciba_poll_pending":
+				printCIBANotes()
 			}
 		}
 		tr.CloseIdleConnections() // each scenario starts from cold connections
@@ -502,6 +530,18 @@ func scenarios() []scenario {
 		{
 			name: "device_poll_pending", unit: "polls", target: 5000,
 			newWorker: devicePollWorker, preflight: devicePollPreflight,
+		},
+		{
+			name: "ciba_authorize", unit: "requests", target: 2000,
+			newWorker: cibaAuthorizeWorker, preflight: cibaAuthorizePreflight,
+		},
+		{
+			name: "ciba_poll_pending", unit: "polls", target: 5000,
+			newWorker: cibaPollWorkerSetup, preflight: cibaPollPreflight,
+		},
+		{
+			name: "ciba_push_latency", unit: "approvals",
+			custom: (*loadgen).runCIBAPush,
 		},
 		{
 			name: "gateway", unit: "requests",
