@@ -1,116 +1,32 @@
 package tests
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
 
-// cibaBrowserVars are the variables tests/browser/ciba.mjs reads: never
-// inherited from the environment of `go test`.
-var cibaBrowserVars = []string{
-	"START_URL", "USERNAME", "PASSWORD", "CLIENT_NAME", "BINDING_MESSAGE", "EXPECT_TEXT",
-	"ARTIFACT_DIR", "CHROMIUM_PATH", "FLOW_TIMEOUT_MS",
-}
-
 // CIBABrowserSummary is the RESULT line of ciba.mjs.
 type CIBABrowserSummary struct {
-	OK            bool   `json:"ok"`
-	SawLogin      bool   `json:"sawLogin"`
-	Card          string `json:"card"`
-	BindingText   string `json:"bindingText"`
-	BindingMarkup int    `json:"bindingMarkup"`
-	Final         string `json:"final"`
-	Heading       string `json:"heading"`
-	Phone         *struct {
-		Viewport    int `json:"viewport"`
-		ScrollWidth int `json:"scrollWidth"`
-	} `json:"phone"`
-	Navigations   []string `json:"navigations"`
-	Screenshots   []string `json:"screenshots"`
-	ConsoleErrors []string `json:"consoleErrors"`
-	DurationMs    int64    `json:"durationMs"`
-	Error         string   `json:"error"`
+	browserResult
+	SawLogin      bool                `json:"sawLogin"`
+	Card          string              `json:"card"`
+	BindingText   string              `json:"bindingText"`
+	BindingMarkup int                 `json:"bindingMarkup"`
+	Final         string              `json:"final"`
+	Heading       string              `json:"heading"`
+	Phone         *browserPhoneLayout `json:"phone"`
 }
 
 // RunCIBABrowser runs tests/browser/ciba.mjs in Chromium with env
 // (START_URL, USERNAME, PASSWORD, CLIENT_NAME, BINDING_MESSAGE,
 // EXPECT_TEXT: see ciba.mjs) and returns its summary and the directory of
-// its screenshots, tests/artifacts/<TestName>/. Skipped without
-// /usr/bin/chromium or node, except under CI=true.
+// its screenshots, tests/artifacts/<TestName>/. See runBrowserScript.
 func RunCIBABrowser(t *testing.T, env map[string]string) (*CIBABrowserSummary, string) {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is missing (required under CI=true): install chromium: apt-get install -y chromium", chromiumPath)
-		}
-		t.Skipf("%s is missing (install chromium: apt-get install -y chromium): %v", chromiumPath, err)
-	}
-	node := requireNode(t)
-	dir, err := filepath.Abs(browserDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ensureBrowserModules(t, dir)
-	artifacts := testArtifactDir(t)
-	t.Logf("browser artifacts: %s", artifacts)
-	vars := map[string]string{
-		"CHROMIUM_PATH":   chromiumPath,
-		"FLOW_TIMEOUT_MS": fmt.Sprint(browserFlowWatchdog.Milliseconds()),
-		"ARTIFACT_DIR":    artifacts,
-	}
-	for k, v := range env {
-		vars[k] = v
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), browserFlowTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "ciba.mjs")
-	cmd.Dir = dir
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		inherited := true
-		for _, v := range cibaBrowserVars {
-			inherited = inherited && name != v
-		}
-		if inherited {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	for k, v := range vars {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	cmd.Env = append(cmd.Env, "NO_COLOR=1")
-	// On timeout, interrupt first: playwright-core then closes Chromium.
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = browserStopDelay
-	var stdout bytes.Buffer
-	logw := &lineLogger{t: t, prefix: "browser: "}
-	cmd.Stdout = &teeWriter{a: logw, b: &stdout}
-	cmd.Stderr = logw
-	err = cmd.Run()
-	logw.Flush()
-	if ctx.Err() != nil {
-		t.Fatalf("ciba.mjs did not finish within %s", browserFlowTimeout)
-	}
-	line := resultLine(stdout.String())
-	if err != nil {
-		t.Fatalf("CIBA browser flow failed (%v); screenshots in %s", err, artifacts)
-	}
-	var s CIBABrowserSummary
-	if err := json.Unmarshal([]byte(line), &s); err != nil {
-		t.Fatalf("ciba.mjs RESULT: %v: %q", err, line)
-	}
-	return &s, artifacts
+	return runBrowserSummary[CIBABrowserSummary](t, "ciba.mjs", env)
 }
 
 // peerPollCIBA polls the token endpoint for authReqID as clientID/secret
@@ -200,18 +116,5 @@ func TestBrowserApprovesACIBARequest(t *testing.T) {
 		t.Errorf("ID token lacks auth_time although alice signed in on the page: %v", c)
 	}
 
-	if os.Getenv("UPDATE_DOCS") == "1" {
-		png, err := os.ReadFile(filepath.Join(artifacts, "approve.png"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		root, err := repoRoot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(root, "docs", "ciba.png"), png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("wrote docs/ciba.png")
-	}
+	updateDocsScreenshot(t, artifacts, "approve.png", "ciba.png")
 }

@@ -1,111 +1,29 @@
 package tests
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
 
-// deviceBrowserVars are the variables device.mjs reads: never inherited
-// from the environment of `go test`.
-var deviceBrowserVars = []string{
-	"START_URL", "USER_CODE", "USERNAME", "PASSWORD", "CLIENT_NAME", "ARTIFACT_DIR", "CHROMIUM_PATH", "FLOW_TIMEOUT_MS",
-}
-
 // DeviceBrowserSummary is the RESULT line of device.mjs.
 type DeviceBrowserSummary struct {
-	OK           bool   `json:"ok"`
-	SawLogin     bool   `json:"sawLogin"`
-	Confirmation string `json:"confirmation"`
-	Final        string `json:"final"`
-	Phone        *struct {
-		Viewport    int `json:"viewport"`
-		ScrollWidth int `json:"scrollWidth"`
-	} `json:"phone"`
-	Navigations   []string `json:"navigations"`
-	Screenshots   []string `json:"screenshots"`
-	ConsoleErrors []string `json:"consoleErrors"`
-	DurationMs    int64    `json:"durationMs"`
-	Error         string   `json:"error"`
+	browserResult
+	SawLogin     bool                `json:"sawLogin"`
+	Confirmation string              `json:"confirmation"`
+	Final        string              `json:"final"`
+	Phone        *browserPhoneLayout `json:"phone"`
 }
 
 // RunDeviceBrowser runs tests/browser/device.mjs in Chromium with env
 // (START_URL, USER_CODE, USERNAME, PASSWORD, CLIENT_NAME: see device.mjs)
-// and returns its summary. Screenshots go to tests/artifacts/<TestName>/.
-// Skipped without /usr/bin/chromium or node, except under CI=true.
+// and returns its summary and the directory of its screenshots,
+// tests/artifacts/<TestName>/. See runBrowserScript.
 func RunDeviceBrowser(t *testing.T, env map[string]string) (*DeviceBrowserSummary, string) {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is missing (required under CI=true): install chromium: apt-get install -y chromium", chromiumPath)
-		}
-		t.Skipf("%s is missing (install chromium: apt-get install -y chromium): %v", chromiumPath, err)
-	}
-	node := requireNode(t)
-	dir, err := filepath.Abs(browserDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ensureBrowserModules(t, dir)
-	artifacts := testArtifactDir(t)
-	t.Logf("browser artifacts: %s", artifacts)
-	vars := map[string]string{
-		"CHROMIUM_PATH":   chromiumPath,
-		"FLOW_TIMEOUT_MS": fmt.Sprint(browserFlowWatchdog.Milliseconds()),
-		"ARTIFACT_DIR":    artifacts,
-	}
-	for k, v := range env {
-		vars[k] = v
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), browserFlowTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "device.mjs")
-	cmd.Dir = dir
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		inherited := true
-		for _, v := range deviceBrowserVars {
-			inherited = inherited && name != v
-		}
-		if inherited {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	for k, v := range vars {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	cmd.Env = append(cmd.Env, "NO_COLOR=1")
-	// On timeout, interrupt first: playwright-core then closes Chromium.
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = browserStopDelay
-	var stdout bytes.Buffer
-	logw := &lineLogger{t: t, prefix: "browser: "}
-	cmd.Stdout = &teeWriter{a: logw, b: &stdout}
-	cmd.Stderr = logw
-	err = cmd.Run()
-	logw.Flush()
-	if ctx.Err() != nil {
-		t.Fatalf("device.mjs did not finish within %s", browserFlowTimeout)
-	}
-	line := resultLine(stdout.String())
-	if err != nil {
-		t.Fatalf("device browser flow failed (%v); screenshots in %s", err, artifacts)
-	}
-	var s DeviceBrowserSummary
-	if err := json.Unmarshal([]byte(line), &s); err != nil {
-		t.Fatalf("device.mjs RESULT: %v: %q", err, line)
-	}
-	return &s, artifacts
+	return runBrowserSummary[DeviceBrowserSummary](t, "device.mjs", env)
 }
 
 // TestBrowserApprovesADeviceLogin: a device (the Go side) asks for a code;
@@ -158,18 +76,5 @@ func TestBrowserApprovesADeviceLogin(t *testing.T) {
 		t.Errorf("tokens: access token claims %v, refresh token %t, ID token %t", at.Claims, ts.RefreshToken != "", ts.IDToken != "")
 	}
 
-	if os.Getenv("UPDATE_DOCS") == "1" {
-		png, err := os.ReadFile(filepath.Join(artifacts, "confirm.png"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		root, err := repoRoot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(root, "docs", "device.png"), png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("wrote docs/device.png")
-	}
+	updateDocsScreenshot(t, artifacts, "confirm.png", "device.png")
 }

@@ -18,30 +18,33 @@ import (
 	"time"
 )
 
-// The real-browser harness: tests/browser/flow.mjs drives Chromium (Debian's
-// package, through playwright-core, which never downloads a browser) through
-// the login, consent and logout pages. See RunBrowserFlow.
+// The real-browser harness: the scripts of tests/browser (flow.mjs, device.mjs,
+// ciba.mjs, on the skeleton of runner.mjs) drive Chromium (Debian's package,
+// through playwright-core, which never downloads a browser) through the
+// login, consent, logout, device and CIBA pages. See runBrowserScript.
 const (
 	browserDir         = "browser"
 	artifactsDir       = "artifacts"
 	chromiumPath       = "/usr/bin/chromium"
 	browserFlowTimeout = 90 * time.Second
-	// browserFlowWatchdog is flow.mjs's own deadline: shorter than
+	// browserFlowWatchdog is a script's own deadline: shorter than
 	// browserFlowTimeout, so a hung step ends with its message and a closed
 	// browser rather than a kill.
 	browserFlowWatchdog = 75 * time.Second
-	// browserStopDelay is how long flow.mjs has to close Chromium after an
+	// browserStopDelay is how long a script has to close Chromium after an
 	// interrupt before it is killed.
 	browserStopDelay  = 10 * time.Second
 	browserNPMTimeout = 3 * time.Minute
 )
 
-// browserFlowVars are the variables flow.mjs reads: they are never
-// inherited from the environment of `go test`, only set by RunBrowserFlow.
-var browserFlowVars = []string{
+// browserVars are the variables the scripts of tests/browser read: they are
+// never inherited from the environment of `go test`, only set by
+// runBrowserScript.
+var browserVars = []string{
 	"START_URL", "USERNAME", "PASSWORD", "EXPECT_URL_PREFIX", "EXPECT_TEXT",
 	"ARTIFACT_DIR", "LOGOUT_URL", "CHROMIUM_PATH", "FLOW_TIMEOUT_MS",
 	"SEL_USERNAME", "SEL_PASSWORD", "SEL_LOGIN", "SEL_ALLOW", "SEL_CONFIRM",
+	"USER_CODE", "CLIENT_NAME", "BINDING_MESSAGE",
 }
 
 // browserModules is the one `npm ci` of tests/browser per test binary.
@@ -55,22 +58,17 @@ var browserModules struct {
 
 // BrowserSummary is the RESULT line of flow.mjs.
 type BrowserSummary struct {
-	OK          bool     `json:"ok"`
-	StartURL    string   `json:"startUrl"`
-	FinalURL    string   `json:"finalUrl"`
-	SawLogin    bool     `json:"sawLogin"`
-	SawConsent  bool     `json:"sawConsent"`
-	LoggedOut   *bool    `json:"loggedOut"`
-	Visited     []string `json:"visited"`
-	Navigations []string `json:"navigations"`
-	Titles      []struct {
+	browserResult
+	StartURL   string   `json:"startUrl"`
+	FinalURL   string   `json:"finalUrl"`
+	SawLogin   bool     `json:"sawLogin"`
+	SawConsent bool     `json:"sawConsent"`
+	LoggedOut  *bool    `json:"loggedOut"`
+	Visited    []string `json:"visited"`
+	Titles     []struct {
 		Step, URL, Title string
 	} `json:"titles"`
-	Screenshots    []string `json:"screenshots"`
-	ConsoleErrors  []string `json:"consoleErrors"`
 	FailedRequests []string `json:"failedRequests"`
-	DurationMs     int64    `json:"durationMs"`
-	Error          string   `json:"error"`
 }
 
 // ParseBrowserSummary decodes what RunBrowserFlow returned.
@@ -86,14 +84,23 @@ func ParseBrowserSummary(t testing.TB, summary string) *BrowserSummary {
 // RunBrowserFlow runs tests/browser/flow.mjs in Chromium with env (START_URL,
 // USERNAME, PASSWORD, EXPECT_URL_PREFIX, and optionally EXPECT_TEXT and
 // LOGOUT_URL: see flow.mjs) and returns its JSON summary (the RESULT line;
-// decode it with ParseBrowserSummary). Screenshots go to
-// tests/artifacts/<TestName>/ unless env sets ARTIFACT_DIR. The output of the
-// flow streams into the test log; a failed flow fails the test.
-//
-// Without /usr/bin/chromium the test is skipped, except under CI=true where
-// that is a failure. node_modules is installed with `npm ci` once per run
-// when it is missing or does not match package-lock.json.
+// decode it with ParseBrowserSummary). See runBrowserScript.
 func RunBrowserFlow(t *testing.T, env map[string]string) (summary string) {
+	t.Helper()
+	summary, _ = runBrowserScript(t, "flow.mjs", env)
+	return summary
+}
+
+// runBrowserScript runs tests/browser/<script> in Chromium with env (the
+// script's variables) and returns its JSON summary (the RESULT line) and the
+// directory of its screenshots: tests/artifacts/<TestName>/ unless env sets
+// ARTIFACT_DIR. The output of the script streams into the test log; a failed
+// run fails the test.
+//
+// Without /usr/bin/chromium or node the test is skipped, except under
+// CI=true where that is a failure. node_modules is installed with `npm ci`
+// once per run when it is missing or does not match package-lock.json.
+func runBrowserScript(t *testing.T, script string, env map[string]string) (summary, artifacts string) {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -101,13 +108,7 @@ func RunBrowserFlow(t *testing.T, env map[string]string) (summary string) {
 		}
 		t.Skipf("%s is missing (install chromium: apt-get install -y chromium): %v", chromiumPath, err)
 	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("node is not on PATH (required under CI=true): %v", err)
-		}
-		t.Skipf("node is not on PATH: %v", err)
-	}
+	node := requireNode(t)
 	dir, err := filepath.Abs(browserDir)
 	if err != nil {
 		t.Fatal(err)
@@ -124,13 +125,14 @@ func RunBrowserFlow(t *testing.T, env map[string]string) (summary string) {
 	if vars["ARTIFACT_DIR"] == "" {
 		vars["ARTIFACT_DIR"] = testArtifactDir(t)
 	}
-	t.Logf("browser artifacts: %s", vars["ARTIFACT_DIR"])
+	artifacts = vars["ARTIFACT_DIR"]
+	t.Logf("browser artifacts: %s", artifacts)
 
 	ctx, cancel := context.WithTimeout(context.Background(), browserFlowTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "flow.mjs")
+	cmd := exec.CommandContext(ctx, node, script)
 	cmd.Dir = dir
-	cmd.Env = browserFlowEnv(vars)
+	cmd.Env = browserEnv(vars)
 	// On timeout, interrupt first: playwright-core then closes Chromium.
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = browserStopDelay
@@ -141,29 +143,41 @@ func RunBrowserFlow(t *testing.T, env map[string]string) (summary string) {
 	start := time.Now()
 	err = cmd.Run()
 	logw.Flush()
-	t.Logf("browser flow took %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("%s took %s", script, time.Since(start).Round(time.Millisecond))
 
 	summary = resultLine(stdout.String())
 	if ctx.Err() != nil {
-		t.Fatalf("flow.mjs did not finish within %s", browserFlowTimeout)
+		t.Fatalf("%s did not finish within %s", script, browserFlowTimeout)
 	}
 	if err != nil {
-		t.Fatalf("browser flow failed (%v); screenshots in %s", err, vars["ARTIFACT_DIR"])
+		t.Fatalf("%s failed (%v); screenshots in %s", script, err, artifacts)
 	}
 	if summary == "" {
-		t.Fatalf("flow.mjs printed no RESULT line")
+		t.Fatalf("%s printed no RESULT line", script)
 	}
-	return summary
+	return summary, artifacts
 }
 
-// browserFlowEnv is the environment of `go test` without any of the flow's
+// runBrowserSummary runs script like runBrowserScript and decodes its RESULT
+// line into an S.
+func runBrowserSummary[S any](t *testing.T, script string, env map[string]string) (*S, string) {
+	t.Helper()
+	line, artifacts := runBrowserScript(t, script, env)
+	var s S
+	if err := json.Unmarshal([]byte(line), &s); err != nil {
+		t.Fatalf("%s RESULT: %v: %q", script, err, line)
+	}
+	return &s, artifacts
+}
+
+// browserEnv is the environment of `go test` without any of the scripts'
 // variables, plus vars.
-func browserFlowEnv(vars map[string]string) []string {
+func browserEnv(vars map[string]string) []string {
 	var out []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
 		inherited := true
-		for _, v := range browserFlowVars {
+		for _, v := range browserVars {
 			if name == v {
 				inherited = false
 			}
@@ -176,6 +190,45 @@ func browserFlowEnv(vars map[string]string) []string {
 		out = append(out, k+"="+v)
 	}
 	return append(out, "NO_COLOR=1")
+}
+
+// browserResult is the part of a RESULT line that every script of
+// tests/browser has (runner.mjs fills it in).
+type browserResult struct {
+	OK            bool     `json:"ok"`
+	Navigations   []string `json:"navigations"` // main-frame responses: "GET url -> status"
+	Screenshots   []string `json:"screenshots"`
+	ConsoleErrors []string `json:"consoleErrors"`
+	DurationMs    int64    `json:"durationMs"`
+	Error         string   `json:"error"`
+}
+
+// browserPhoneLayout is what the device and CIBA scripts measured of their
+// page at phone size.
+type browserPhoneLayout struct {
+	Viewport    int `json:"viewport"`
+	ScrollWidth int `json:"scrollWidth"`
+}
+
+// updateDocsScreenshot copies the screenshot artifacts/name to docs/doc
+// (a picture in the README) when UPDATE_DOCS=1.
+func updateDocsScreenshot(t *testing.T, artifacts, name, doc string) {
+	t.Helper()
+	if os.Getenv("UPDATE_DOCS") != "1" {
+		return
+	}
+	png, err := os.ReadFile(filepath.Join(artifacts, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "docs", doc), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote docs/%s", doc)
 }
 
 // testArtifactDir returns tests/artifacts/<TestName>/, emptied.

@@ -19,29 +19,12 @@
 //   FLOW_TIMEOUT_MS    (optional) whole-run watchdog, default 75000
 //
 // It prints one line `RESULT {json}` and exits 0, or prints `FAIL: message`
-// (and a RESULT line with ok:false) and exits 1. Every wait is bounded, and
-// the browser is always closed.
+// (and a RESULT line with ok:false) and exits 1 (see runner.mjs).
 
-import { chromium } from 'playwright-core';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-
-const STEP_TIMEOUT = 15_000;
-const CLOSE_TIMEOUT = 10_000;
-const PHONE = { width: 390, height: 844 };
-
-// The same flags as flow.mjs and device.mjs.
-const LAUNCH_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-];
+import {
+  PHONE, STEP_TIMEOUT, FlowError, checkPhoneLayout, clickAndWait, env, expectVisible, launch, log,
+  measureLayout, newSummary, noConsoleErrors, page, run, screenshot, text,
+} from './runner.mjs';
 
 const SEL = {
   username: 'input[name=username]',
@@ -52,28 +35,7 @@ const SEL = {
   binding: '.binding-message',
 };
 
-class FlowError extends Error {}
-
-function env(name) {
-  const v = process.env[name];
-  if (!v) throw new FlowError(`environment variable ${name} is required`);
-  return v;
-}
-
-async function withTimeout(promise, ms, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new FlowError(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-const summary = {
-  ok: false,
+const summary = newSummary({
   sawLogin: false,
   card: '', // the text of the request's card on the approval page
   bindingText: '', // the binding message element's text
@@ -81,48 +43,7 @@ const summary = {
   final: '',
   heading: '',
   phone: null, // layout of the approval page
-  navigations: [],
-  screenshots: [],
-  consoleErrors: [],
-  durationMs: 0,
-  error: undefined,
-};
-
-const t0 = Date.now();
-let context;
-let page;
-let profileDir;
-let artifactDir;
-
-function log(msg) {
-  console.log(`[${((Date.now() - t0) / 1000).toFixed(2)}s] ${msg}`);
-}
-
-async function screenshot(name) {
-  await page.screenshot({ path: path.join(artifactDir, name), fullPage: true, timeout: STEP_TIMEOUT });
-  summary.screenshots.push(name);
-  log(`screenshot ${name}`);
-}
-
-async function text() {
-  return (await page.locator('body').innerText({ timeout: STEP_TIMEOUT })).replace(/\s+/g, ' ').trim();
-}
-
-// clickAndWait clicks the locator and waits for the form submission's page.
-async function clickAndWait(locator) {
-  const navigated = page.waitForEvent('framenavigated', { predicate: (f) => f === page.mainFrame(), timeout: STEP_TIMEOUT });
-  await locator.click({ timeout: STEP_TIMEOUT });
-  await navigated;
-  await page.waitForLoadState('load', { timeout: STEP_TIMEOUT });
-}
-
-async function expectVisible(selector, what) {
-  try {
-    await page.locator(selector).first().waitFor({ state: 'visible', timeout: STEP_TIMEOUT });
-  } catch {
-    throw new FlowError(`${what} is not shown (${selector}) at ${page.url()}: "${(await text()).slice(0, 300)}"`);
-  }
-}
+});
 
 // findCard finds the binding message element whose text is msg and, from
 // it, the nearest ancestor holding a decision=allow button: the request's
@@ -155,37 +76,6 @@ async function findCard(msg) {
   }, { msg, sel: SEL });
 }
 
-// phoneLayout reports whether the page fits the phone: no sideways
-// scrolling, and the card's decision buttons on screen and big enough to
-// tap.
-async function phoneLayout() {
-  const layout = await page.evaluate((sel) => {
-    const card = document.querySelector('[data-test-card]');
-    const box = (s) => {
-      const r = card?.querySelector(s)?.getBoundingClientRect();
-      return r ? { width: Math.round(r.width), height: Math.round(r.height), left: Math.round(r.left), right: Math.round(r.right) } : null;
-    };
-    return {
-      viewport: window.innerWidth,
-      scrollWidth: document.documentElement.scrollWidth,
-      allow: box(sel.allow),
-      deny: box(sel.deny),
-      binding: box(sel.binding),
-    };
-  }, SEL);
-  summary.phone = layout;
-  if (layout.scrollWidth > layout.viewport) {
-    throw new FlowError(`at ${PHONE.width} px the approval page scrolls sideways (${layout.scrollWidth} px wide)`);
-  }
-  for (const name of ['allow', 'deny', 'binding']) {
-    const b = layout[name];
-    if (!b || b.left < 0 || b.right > layout.viewport) throw new FlowError(`at phone size ${name} is off screen: ${JSON.stringify(b)}`);
-  }
-  for (const name of ['allow', 'deny']) {
-    if (layout[name].height < 44) throw new FlowError(`at phone size the ${name} button is ${layout[name].height} px tall, under 44`);
-  }
-}
-
 async function main() {
   const startUrl = env('START_URL');
   const username = env('USERNAME');
@@ -193,34 +83,7 @@ async function main() {
   const clientName = env('CLIENT_NAME');
   const msg = env('BINDING_MESSAGE');
   const expectText = process.env.EXPECT_TEXT ? JSON.parse(process.env.EXPECT_TEXT) : [];
-  artifactDir = path.resolve(env('ARTIFACT_DIR'));
-  await mkdir(artifactDir, { recursive: true });
-  profileDir = await mkdtemp(path.join(tmpdir(), 'portcullis-chromium-'));
-  const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-  log(`launch ${executablePath}`);
-  context = await chromium.launchPersistentContext(profileDir, {
-    executablePath,
-    headless: true,
-    args: LAUNCH_ARGS,
-    timeout: 30_000,
-    viewport: PHONE,
-    deviceScaleFactor: 2,
-    isMobile: true,
-    hasTouch: true,
-    locale: 'en-US',
-    colorScheme: 'light',
-  });
-  context.setDefaultTimeout(STEP_TIMEOUT);
-  context.setDefaultNavigationTimeout(STEP_TIMEOUT);
-  page = context.pages()[0] || (await context.newPage());
-  page.on('response', (r) => {
-    const req = r.request();
-    if (req.isNavigationRequest() && req.frame() === page.mainFrame()) summary.navigations.push(`${req.method()} ${r.url()} -> ${r.status()}`);
-  });
-  // A CSP violation (say, a style without its nonce) shows up here.
-  page.on('console', (m) => {
-    if (m.type() === 'error') summary.consoleErrors.push(`${page.url()}: ${m.text()}`);
-  });
+  await launch({ viewport: PHONE, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
 
   log(`open ${startUrl}`);
   await page.goto(startUrl, { waitUntil: 'load', timeout: STEP_TIMEOUT });
@@ -229,7 +92,7 @@ async function main() {
   await screenshot('login.png');
   await page.locator(SEL.username).fill(username);
   await page.locator(SEL.password).fill(password);
-  await clickAndWait(page.locator(SEL.login).first());
+  await clickAndWait(SEL.login);
 
   await expectVisible(SEL.allow, 'the approval page');
   const card = await findCard(msg);
@@ -245,60 +108,18 @@ async function main() {
   }
   await page.locator('[data-test-binding]').scrollIntoViewIfNeeded();
   await screenshot('approve.png');
-  await phoneLayout();
+  // The page is already at phone size: the card's decision buttons must be
+  // on screen and big enough to tap, with no sideways scrolling.
+  summary.phone = await measureLayout({ allow: SEL.allow, deny: SEL.deny, binding: SEL.binding }, '[data-test-card]');
+  checkPhoneLayout(summary.phone, 'the approval page');
   await clickAndWait(page.locator(`[data-test-card] ${SEL.allow}`));
 
   summary.final = await text();
   summary.heading = (await page.locator('h1, h2').allInnerTexts()).join(' | ');
   await screenshot('done.png');
   if (!/Approved/.test(summary.heading)) throw new FlowError(`after approving, the heading is "${summary.heading}": "${summary.final}"`);
-  if (summary.consoleErrors.length > 0) throw new FlowError(`console errors: ${summary.consoleErrors.join('; ')}`);
+  noConsoleErrors();
   summary.ok = true;
 }
 
-async function closeBrowser() {
-  if (!context) return;
-  try {
-    await withTimeout(context.close(), CLOSE_TIMEOUT, 'closing the browser');
-  } catch (e) {
-    console.error(`warning: ${e.message}; it is killed on exit`);
-  }
-  context = undefined;
-}
-
-const watchdogMs = Number(process.env.FLOW_TIMEOUT_MS) || 75_000;
-let watchdogFired = '';
-const watchdog = setTimeout(() => {
-  watchdogFired = `the flow did not finish within ${watchdogMs} ms (at ${page ? page.url() : 'launch'})`;
-  setTimeout(() => {
-    console.error(`FAIL: ${watchdogFired}`);
-    process.exit(1);
-  }, CLOSE_TIMEOUT + 2_000).unref();
-  closeBrowser();
-}, watchdogMs);
-watchdog.unref();
-
-let exitCode = 0;
-try {
-  await main();
-} catch (e) {
-  exitCode = 1;
-  const programming = e instanceof TypeError || e instanceof ReferenceError || e instanceof SyntaxError;
-  summary.error = String((programming ? e.stack : e?.message) || e).replace(/\x1b\[[0-9;]*m/g, '');
-  if (watchdogFired) summary.error = `${watchdogFired}; then: ${summary.error.split('\n')[0]}`;
-  if (page && artifactDir && !watchdogFired) await screenshot('failure.png').catch(() => {});
-  console.error(`FAIL: ${summary.error}`);
-} finally {
-  await closeBrowser();
-  if (profileDir) await rm(profileDir, { recursive: true, force: true }).catch(() => {});
-  clearTimeout(watchdog);
-}
-if (watchdogFired && !exitCode) {
-  exitCode = 1;
-  summary.ok = false;
-  summary.error = watchdogFired;
-  console.error(`FAIL: ${watchdogFired}`);
-}
-summary.durationMs = Date.now() - t0;
-console.log(`RESULT ${JSON.stringify(summary)}`);
-process.exit(exitCode);
+await run(main);

@@ -19,17 +19,15 @@
 //                      consent and logout pages
 //
 // It prints one line `RESULT {json}` (pages visited, titles...) and exits 0,
-// or prints `FAIL: message` (and a RESULT line with ok:false) and exits 1.
-// Every wait is bounded, and the browser is always closed.
+// or prints `FAIL: message` (and a RESULT line with ok:false) and exits 1
+// (see runner.mjs).
 
-import { chromium } from 'playwright-core';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import {
+  STEP_TIMEOUT, FlowError, clickAndWait, env, launch, log, newSummary, page, run, screenshot, sleep, text,
+  withTimeout,
+} from './runner.mjs';
 
-const STEP_TIMEOUT = 15_000; // any single wait: page load, element, URL
 const MAX_STEPS = 8; // login/consent pages shown before EXPECT_URL_PREFIX
-const CLOSE_TIMEOUT = 10_000;
 
 // Selectors of the Portcullis pages; SEL_USERNAME, SEL_PASSWORD, SEL_LOGIN,
 // SEL_ALLOW and SEL_CONFIRM replace them for another provider's pages.
@@ -42,73 +40,16 @@ const SEL = {
   alert: '[role=alert], .alert',
 };
 
-const LAUNCH_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-];
-
-class FlowError extends Error {}
-
-function env(name, { required = true } = {}) {
-  const v = process.env[name];
-  if (required && !v) throw new FlowError(`environment variable ${name} is required`);
-  return v || '';
-}
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-// withTimeout bounds a promise that has no timeout of its own.
-async function withTimeout(promise, ms, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new FlowError(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-const summary = {
-  ok: false,
+const summary = newSummary({
   startUrl: '',
   finalUrl: '',
   sawLogin: false,
   sawConsent: false,
   loggedOut: null, // true once the login page is back after LOGOUT_URL
   visited: [], // committed main-frame URLs, in order
-  navigations: [], // main-frame document responses: "GET url -> status"
   titles: [], // {step, url, title}
-  screenshots: [],
-  consoleErrors: [],
   failedRequests: [],
-  durationMs: 0,
-  error: undefined,
-};
-
-const t0 = Date.now();
-let context; // the browser, once launched
-let page;
-let profileDir;
-let artifactDir;
-
-function log(msg) {
-  console.log(`[${((Date.now() - t0) / 1000).toFixed(2)}s] ${msg}`);
-}
-
-async function screenshot(name) {
-  const file = path.join(artifactDir, name);
-  await page.screenshot({ path: file, fullPage: true, timeout: STEP_TIMEOUT });
-  summary.screenshots.push(name);
-  log(`screenshot ${name}`);
-}
+});
 
 async function record(step) {
   let title = '';
@@ -129,13 +70,8 @@ async function visible(selector) {
   }
 }
 
-async function bodyText() {
-  try {
-    return (await page.locator('body').innerText({ timeout: 2_000 })).replace(/\s+/g, ' ').trim();
-  } catch {
-    return '';
-  }
-}
+// bodyText is the page's text, or '' when it cannot be had quickly.
+const bodyText = () => text({ timeout: 2_000 }).catch(() => '');
 
 // until polls check() until it returns something truthy, or fails after ms
 // with what it was waiting for, where the page is, and what it says.
@@ -145,8 +81,8 @@ async function until(what, check, ms = STEP_TIMEOUT) {
     const v = await check();
     if (v) return v;
     if (Date.now() > deadline) {
-      const text = (await bodyText()).slice(0, 400);
-      throw new FlowError(`timed out after ${ms} ms waiting for ${what}; page is ${page.url()}${text ? `: "${text}"` : ''}`);
+      const shown = (await bodyText()).slice(0, 400);
+      throw new FlowError(`timed out after ${ms} ms waiting for ${what}; page is ${page.url()}${shown ? `: "${shown}"` : ''}`);
     }
     await sleep(100);
   }
@@ -155,18 +91,6 @@ async function until(what, check, ms = STEP_TIMEOUT) {
 // loaded waits for the current document's load event (bounded).
 async function loaded() {
   await page.waitForLoadState('load', { timeout: STEP_TIMEOUT });
-}
-
-// clickAndWait clicks selector and waits until the main frame has navigated
-// and loaded: a form submission, and every redirect after it.
-async function clickAndWait(selector) {
-  const navigated = page.waitForEvent('framenavigated', {
-    predicate: (f) => f === page.mainFrame(),
-    timeout: STEP_TIMEOUT,
-  });
-  await page.locator(selector).first().click({ timeout: STEP_TIMEOUT });
-  await navigated;
-  await loaded();
 }
 
 async function signIn(startUrl, expectPrefix, username, password) {
@@ -235,38 +159,11 @@ async function main() {
   const expectPrefix = env('EXPECT_URL_PREFIX');
   const expectText = env('EXPECT_TEXT', { required: false });
   const logoutUrl = env('LOGOUT_URL', { required: false });
-  artifactDir = path.resolve(env('ARTIFACT_DIR'));
-  const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
   summary.startUrl = startUrl;
 
-  await mkdir(artifactDir, { recursive: true });
-  profileDir = await mkdtemp(path.join(tmpdir(), 'portcullis-chromium-'));
-
-  log(`launch ${executablePath} (profile ${profileDir})`);
-  context = await chromium.launchPersistentContext(profileDir, {
-    executablePath,
-    headless: true,
-    args: LAUNCH_ARGS,
-    timeout: 30_000,
-    viewport: { width: 1280, height: 800 },
-    locale: 'en-US',
-    colorScheme: 'light',
-  });
-  context.setDefaultTimeout(STEP_TIMEOUT);
-  context.setDefaultNavigationTimeout(STEP_TIMEOUT);
-  page = context.pages()[0] || (await context.newPage());
-
+  await launch();
   page.on('framenavigated', (f) => {
     if (f === page.mainFrame()) summary.visited.push(f.url());
-  });
-  page.on('response', (r) => {
-    const req = r.request();
-    if (req.isNavigationRequest() && req.frame() === page.mainFrame()) {
-      summary.navigations.push(`${req.method()} ${r.url()} -> ${r.status()}`);
-    }
-  });
-  page.on('console', (m) => {
-    if (m.type() === 'error') summary.consoleErrors.push(`${page.url()}: ${m.text()}`);
   });
   page.on('requestfailed', (r) => {
     summary.failedRequests.push(`${r.method()} ${r.url()}: ${r.failure()?.errorText}`);
@@ -280,9 +177,9 @@ async function main() {
   await record('final');
   await screenshot('final.png');
   if (expectText) {
-    const text = await bodyText();
-    if (!text.includes(expectText)) {
-      throw new FlowError(`the final page ${page.url()} does not contain ${JSON.stringify(expectText)}: "${text.slice(0, 400)}"`);
+    const shown = await bodyText();
+    if (!shown.includes(expectText)) {
+      throw new FlowError(`the final page ${page.url()} does not contain ${JSON.stringify(expectText)}: "${shown.slice(0, 400)}"`);
     }
   }
 
@@ -290,58 +187,8 @@ async function main() {
   summary.ok = true;
 }
 
-async function closeBrowser() {
-  if (!context) return;
-  try {
-    await withTimeout(context.close(), CLOSE_TIMEOUT, 'closing the browser');
-  } catch (e) {
-    // playwright-core kills the browsers it launched when the process exits.
-    console.error(`warning: ${e.message}; it is killed on exit`);
-  }
-  context = undefined;
-}
-
-// The watchdog: however a step hangs, the run ends with a message (before
-// the Go test's own deadline). Closing the browser makes the pending step
-// fail, and main's error path reports the timeout; if even that hangs, exit.
-const watchdogMs = Number(process.env.FLOW_TIMEOUT_MS) || 75_000;
-let watchdogFired = '';
-const watchdog = setTimeout(() => {
-  watchdogFired = `the flow did not finish within ${watchdogMs} ms (at ${page ? page.url() : 'launch'})`;
-  setTimeout(() => {
-    console.error(`FAIL: ${watchdogFired}`);
-    process.exit(1);
-  }, CLOSE_TIMEOUT + 2_000).unref();
-  closeBrowser();
-}, watchdogMs);
-watchdog.unref();
-
-let exitCode = 0;
-try {
-  await main();
-} catch (e) {
-  exitCode = 1;
-  // Playwright's messages carry their call log (with colour codes); a bug
-  // in this script deserves its stack.
-  const programming = e instanceof TypeError || e instanceof ReferenceError || e instanceof SyntaxError;
-  summary.error = String((programming ? e.stack : e?.message) || e).replace(/\x1b\[[0-9;]*m/g, '');
-  if (watchdogFired) summary.error = `${watchdogFired}; then: ${summary.error.split('\n')[0]}`;
-  if (page && artifactDir && !watchdogFired) {
+await run(main, {
+  onFailure: () => {
     summary.finalUrl = summary.finalUrl || page.url();
-    await screenshot('failure.png').catch(() => {});
-  }
-  console.error(`FAIL: ${summary.error}`);
-} finally {
-  await closeBrowser();
-  if (profileDir) await rm(profileDir, { recursive: true, force: true }).catch(() => {});
-  clearTimeout(watchdog);
-}
-if (watchdogFired && !exitCode) {
-  exitCode = 1;
-  summary.ok = false;
-  summary.error = watchdogFired;
-  console.error(`FAIL: ${watchdogFired}`);
-}
-summary.durationMs = Date.now() - t0;
-console.log(`RESULT ${JSON.stringify(summary)}`);
-process.exit(exitCode);
+  },
+});
