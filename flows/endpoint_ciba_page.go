@@ -49,63 +49,34 @@ type cibaDonePage struct {
 }
 
 func (s *Server) serveCIBAPage(w http.ResponseWriter, r *http.Request) {
-	switch r.Method {
-	case http.MethodGet:
-		s.continueCIBA(w, r, nil)
-	case http.MethodPost:
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-		if err := r.ParseForm(); err != nil {
-			s.renderError(w, r, errInvalidRequest("the form could not be read"))
-			return
-		}
-		if !s.checkCSRF(r) {
-			s.renderError(w, r, &Error{Code: "invalid_request", Status: http.StatusForbidden,
-				Description: "the form expired or did not come from this site; open the page again"})
-			return
-		}
-		switch r.PostForm.Get("step") {
-		case "login", "":
-			s.cibaLogin(w, r)
-		case "decide":
-			s.cibaDecide(w, r)
-		default:
-			s.renderError(w, r, errInvalidRequest("unknown step of the approval form"))
-		}
-	default:
-		w.Header().Set("Allow", "GET, POST")
-		s.renderError(w, r, &Error{Code: "invalid_request", Status: http.StatusMethodNotAllowed, Description: "use GET or POST"})
-	}
+	s.servePageForm(w, r, pageForm{
+		get: func(w http.ResponseWriter, r *http.Request) { s.continueCIBA(w, r, nil) },
+		steps: map[string]http.HandlerFunc{
+			"login":  s.cibaLogin,
+			"":       s.cibaLogin,
+			"decide": s.cibaDecide,
+		},
+		again: "open the page again",
+		name:  "approval form",
+	})
 }
 
 // continueCIBA shows the signed-in user's pending requests, or the
 // sign-in form. sess is the session just created on this request, if any.
 func (s *Server) continueCIBA(w http.ResponseWriter, r *http.Request, sess *store.Session) {
-	if sess == nil {
-		sess = s.currentSession(r)
-	}
-	if sess != nil {
-		if user, err := s.store.GetUser(r.Context(), sess.Subject); err == nil && !user.Disabled {
-			s.showCIBAList(w, r, user)
-			return
-		}
+	if user := s.pageUser(r, sess); user != nil {
+		s.showCIBAList(w, r, user)
+		return
 	}
 	s.showCIBALogin(w, r, "", "", http.StatusOK)
 }
 
+// cibaLogin signs the user in from the approval page.
 func (s *Server) cibaLogin(w http.ResponseWriter, r *http.Request) {
-	username, password := r.PostForm.Get("username"), r.PostForm.Get("password")
-	user, msg, status := s.signInUser(r, username, password)
-	if user == nil {
-		s.showCIBALogin(w, r, username, msg, status)
-		return
-	}
-	sess, err := s.startSession(w, r, user)
-	if err != nil {
-		s.renderError(w, r, err)
-		return
-	}
-	s.log.Info("signed in", zap.String("sub", user.ID), zap.String("flow", "ciba"))
-	s.continueCIBA(w, r, sess)
+	s.signInStep(w, r,
+		func(username, msg string, status int) { s.showCIBALogin(w, r, username, msg, status) },
+		func(sess *store.Session) { s.continueCIBA(w, r, sess) },
+		zap.String("flow", "ciba"))
 }
 
 // cibaDecide records the signed-in user's decision on one request.
@@ -123,13 +94,8 @@ func (s *Server) cibaDecide(w http.ResponseWriter, r *http.Request) {
 			Description: "your session changed or expired; open the page again"})
 		return
 	}
-	var approved bool
-	switch r.PostForm.Get("decision") {
-	case "allow":
-		approved = true
-	case "deny":
-	default:
-		s.renderError(w, r, errInvalidRequest("decision must be allow or deny"))
+	approved, ok := s.formDecision(w, r)
+	if !ok {
 		return
 	}
 	decided, err := s.decideCIBA(r.Context(), ref.ID, store.CIBADecision{
@@ -186,13 +152,9 @@ func (s *Server) showCIBAList(w http.ResponseWriter, r *http.Request, user *stor
 		card.APIName, card.Scopes = s.scopeViews(ctx, req.Audience, req.Scopes)
 		cards = append(cards, card)
 	}
-	name := user.Name
-	if name == "" {
-		name = user.Username
-	}
 	nonce := newNonce()
 	s.render(w, http.StatusOK, "ciba.html", nonce, cibaListPage{
-		page: s.newPage("Sign-in requests", nonce), UserName: name, Action: s.pathPrefix + PathCIBA,
+		page: s.newPage("Sign-in requests", nonce), UserName: displayName(user), Action: s.pathPrefix + PathCIBA,
 		CSRFToken: s.csrfToken(w, r), Requests: cards,
 	})
 }

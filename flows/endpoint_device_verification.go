@@ -56,43 +56,29 @@ type deviceDonePage struct {
 }
 
 func (s *Server) serveDevice(w http.ResponseWriter, r *http.Request) {
-	switch r.Method {
-	case http.MethodGet:
-		// RFC 8628 §3.3.1: with verification_uri_complete the code comes
-		// in the URL. It only pre-fills the form: the user still confirms
-		// it, and it is never looked up by a GET.
-		prefill := r.URL.Query().Get("user_code")
-		if code, ok := normalizeUserCode(prefill); ok {
-			prefill = formatUserCode(code)
-		} else if len(prefill) > maxUserCodeInput {
-			prefill = ""
-		}
-		s.showDeviceCode(w, r, prefill, "", http.StatusOK)
-	case http.MethodPost:
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-		if err := r.ParseForm(); err != nil {
-			s.renderError(w, r, errInvalidRequest("the form could not be read"))
-			return
-		}
-		if !s.checkCSRF(r) {
-			s.renderError(w, r, &Error{Code: "invalid_request", Status: http.StatusForbidden,
-				Description: "the form expired or did not come from this site; open the page again and enter the code"})
-			return
-		}
-		switch r.PostForm.Get("step") {
-		case "code":
-			s.deviceEnterCode(w, r)
-		case "login":
-			s.deviceLogin(w, r)
-		case "confirm":
-			s.deviceDecide(w, r)
-		default:
-			s.renderError(w, r, errInvalidRequest("unknown step of the device verification form"))
-		}
-	default:
-		w.Header().Set("Allow", "GET, POST")
-		s.renderError(w, r, &Error{Code: "invalid_request", Status: http.StatusMethodNotAllowed, Description: "use GET or POST"})
+	s.servePageForm(w, r, pageForm{
+		get: s.deviceShowCode,
+		steps: map[string]http.HandlerFunc{
+			"code":    s.deviceEnterCode,
+			"login":   s.deviceLogin,
+			"confirm": s.deviceDecide,
+		},
+		again: "open the page again and enter the code",
+		name:  "device verification form",
+	})
+}
+
+// deviceShowCode shows the code form. RFC 8628 §3.3.1: with
+// verification_uri_complete the code comes in the URL. It only pre-fills
+// the form: the user still confirms it, and it is never looked up by a GET.
+func (s *Server) deviceShowCode(w http.ResponseWriter, r *http.Request) {
+	prefill := r.URL.Query().Get("user_code")
+	if code, ok := normalizeUserCode(prefill); ok {
+		prefill = formatUserCode(code)
+	} else if len(prefill) > maxUserCodeInput {
+		prefill = ""
 	}
+	s.showDeviceCode(w, r, prefill, "", http.StatusOK)
 }
 
 // deviceEnterCode looks up the user code the user typed.
@@ -144,14 +130,9 @@ func (s *Server) deviceEnterCode(w http.ResponseWriter, r *http.Request) {
 // signed-in user. sess is the session just created on this request, if
 // any.
 func (s *Server) continueDevice(w http.ResponseWriter, r *http.Request, client *store.Client, d *store.DeviceCode, dr *deviceRequest, sess *store.Session) {
-	if sess == nil {
-		sess = s.currentSession(r)
-	}
-	if sess != nil {
-		if user, err := s.store.GetUser(r.Context(), sess.Subject); err == nil && !user.Disabled {
-			s.showDeviceConfirm(w, r, client, user, d, dr)
-			return
-		}
+	if user := s.pageUser(r, sess); user != nil {
+		s.showDeviceConfirm(w, r, client, user, d, dr)
+		return
 	}
 	s.showDeviceLogin(w, r, client, dr, "", "", http.StatusOK)
 }
@@ -192,19 +173,10 @@ func (s *Server) deviceLogin(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	username, password := r.PostForm.Get("username"), r.PostForm.Get("password")
-	user, msg, status := s.signInUser(r, username, password)
-	if user == nil {
-		s.showDeviceLogin(w, r, client, dr, username, msg, status)
-		return
-	}
-	sess, err := s.startSession(w, r, user)
-	if err != nil {
-		s.renderError(w, r, err)
-		return
-	}
-	s.log.Info("signed in", zap.String("sub", user.ID), zap.String("client", client.ID), zap.String("flow", "device"))
-	s.continueDevice(w, r, client, d, dr, sess)
+	s.signInStep(w, r,
+		func(username, msg string, status int) { s.showDeviceLogin(w, r, client, dr, username, msg, status) },
+		func(sess *store.Session) { s.continueDevice(w, r, client, d, dr, sess) },
+		zap.String("client", client.ID), zap.String("flow", "device"))
 }
 
 // deviceDecide records the user's decision, once.
@@ -220,13 +192,8 @@ func (s *Server) deviceDecide(w http.ResponseWriter, r *http.Request) {
 			Description: "your session changed or expired; enter the code from your device again"})
 		return
 	}
-	var approved bool
-	switch r.PostForm.Get("decision") {
-	case "allow":
-		approved = true
-	case "deny":
-	default:
-		s.renderError(w, r, errInvalidRequest("decision must be allow or deny"))
+	approved, ok := s.formDecision(w, r)
+	if !ok {
 		return
 	}
 	_, err := s.store.DecideDeviceCode(r.Context(), dr.Digest, store.DeviceDecision{
@@ -286,13 +253,9 @@ func (s *Server) showDeviceConfirm(w http.ResponseWriter, r *http.Request, clien
 		return
 	}
 	apiName, views := s.scopeViews(r.Context(), d.Audience, d.Scopes)
-	name := user.Name
-	if name == "" {
-		name = user.Username
-	}
 	nonce := newNonce()
 	s.render(w, http.StatusOK, "device_confirm.html", nonce, deviceConfirmPage{
-		page: s.newPage("Connect "+clientName(client), nonce), ClientName: clientName(client), UserName: name,
+		page: s.newPage("Connect "+clientName(client), nonce), ClientName: clientName(client), UserName: displayName(user),
 		APIName: apiName, UserCode: formatUserCode(d.UserCode), Action: s.pathPrefix + PathDevice,
 		CSRFToken: s.csrfToken(w, r), DeviceRequest: encoded, Scopes: views,
 	})

@@ -299,28 +299,19 @@ func (s *Store) PutCode(_ context.Context, c *store.AuthCode) error {
 
 // TakeCode implements store.Store.
 func (s *Store) TakeCode(_ context.Context, digest string) (*store.AuthCode, error) {
-	var code *store.AuthCode
-	err := s.update(func(tx *bolt.Tx) error {
+	return transitionOnce(s, func(tx *bolt.Tx, now time.Time) (*store.AuthCode, error) {
 		c := new(store.AuthCode)
-		if err := get(tx, bucketCodes, digest, s.now(), c); err != nil {
-			code = nil
-			return err
+		if err := get(tx, bucketCodes, digest, now, c); err != nil {
+			return nil, err
 		}
-		code = c
 		if c.Used {
-			return store.ErrAlreadyUsed
+			return c, store.ErrAlreadyUsed
 		}
 		used := *c
 		used.Used = true
-		return put(tx, bucketCodes, digest, &used, c.ExpiresAt)
+		// The caller gets the code as it was read, Used false.
+		return c, put(tx, bucketCodes, digest, &used, c.ExpiresAt)
 	})
-	if errors.Is(err, store.ErrAlreadyUsed) {
-		return code, err
-	}
-	if err != nil {
-		return nil, err
-	}
-	return code, nil
 }
 
 // --- device authorization requests ---
@@ -380,20 +371,16 @@ func (s *Store) GetDeviceCodeByUserCode(_ context.Context, userCode string) (*st
 
 // DecideDeviceCode implements store.Store.
 func (s *Store) DecideDeviceCode(_ context.Context, digest string, dec store.DeviceDecision) (*store.DeviceCode, error) {
-	var out *store.DeviceCode
-	err := s.update(func(tx *bolt.Tx) error {
-		now := s.now()
+	return transitionOnce(s, func(tx *bolt.Tx, now time.Time) (*store.DeviceCode, error) {
 		d := new(store.DeviceCode)
-		out = nil
 		if err := get(tx, bucketDevice, digest, now, d); err != nil {
-			return err
+			return nil, err
 		}
 		if !store.Live(d.CodeExpiresAt, now) {
-			return store.ErrNotFound
+			return nil, store.ErrNotFound
 		}
-		out = d
 		if d.Status != store.DevicePending {
-			return store.ErrAlreadyUsed
+			return d, store.ErrAlreadyUsed
 		}
 		decided := *d
 		decided.Status = store.DeviceDenied
@@ -401,56 +388,16 @@ func (s *Store) DecideDeviceCode(_ context.Context, digest string, dec store.Dev
 			decided.Status = store.DeviceApproved
 		}
 		decided.Subject, decided.AuthTime, decided.SessionID, decided.DecidedAt = dec.Subject, dec.AuthTime, dec.SessionID, dec.At
-		if err := put(tx, bucketDevice, digest, &decided, d.ExpiresAt); err != nil {
-			return err
-		}
-		out = &decided
-		return nil
+		return &decided, put(tx, bucketDevice, digest, &decided, d.ExpiresAt)
 	})
-	switch {
-	case errors.Is(err, store.ErrAlreadyUsed):
-		return out, err
-	case err != nil:
-		return nil, err
-	}
-	return out, nil
 }
 
 // TakeDeviceCode implements store.Store.
 func (s *Store) TakeDeviceCode(_ context.Context, digest string) (*store.DeviceCode, error) {
-	var out *store.DeviceCode
-	err := s.update(func(tx *bolt.Tx) error {
-		now := s.now()
-		d := new(store.DeviceCode)
-		out = nil
-		if err := get(tx, bucketDevice, digest, now, d); err != nil {
-			return err
-		}
-		switch {
-		case d.Status == store.DeviceIssued:
-			out = d
-			return store.ErrAlreadyUsed
-		case !store.Live(d.CodeExpiresAt, now):
-			return store.ErrNotFound
-		case d.Status != store.DeviceApproved:
-			out = d
-			return store.ErrNotApproved
-		}
-		issued := *d
-		issued.Status = store.DeviceIssued
-		if err := put(tx, bucketDevice, digest, &issued, d.ExpiresAt); err != nil {
-			return err
-		}
-		out = &issued
-		return nil
-	})
-	switch {
-	case errors.Is(err, store.ErrAlreadyUsed), errors.Is(err, store.ErrNotApproved):
-		return out, err
-	case err != nil:
-		return nil, err
-	}
-	return out, nil
+	return takeApproved(s, bucketDevice, digest, store.DeviceApproved, store.DeviceIssued,
+		func(d *store.DeviceCode) (*string, time.Time, time.Time) {
+			return &d.Status, d.CodeExpiresAt, d.ExpiresAt
+		})
 }
 
 // --- pushed authorization requests ---

@@ -176,20 +176,16 @@ func (s *Store) ListCIBARequests(_ context.Context, subject string) ([]*store.CI
 
 // DecideCIBARequest implements store.Store.
 func (s *Store) DecideCIBARequest(_ context.Context, id string, dec store.CIBADecision, result *store.CIBANotification) (*store.CIBARequest, error) {
-	var out *store.CIBARequest
-	err := s.update(func(tx *bolt.Tx) error {
-		now := s.now()
-		out = nil
+	return transitionOnce(s, func(tx *bolt.Tx, now time.Time) (*store.CIBARequest, error) {
 		r, err := getByID(tx, id, now)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if !store.Live(r.CodeExpiresAt, now) || r.Subject != dec.Subject {
-			return store.ErrNotFound
+			return nil, store.ErrNotFound
 		}
-		out = r
 		if r.Status != store.CIBAPending {
-			return store.ErrAlreadyUsed
+			return r, store.ErrAlreadyUsed
 		}
 		decided := *r
 		decided.Status = store.CIBADenied
@@ -197,72 +193,39 @@ func (s *Store) DecideCIBARequest(_ context.Context, id string, dec store.CIBADe
 			decided.Status = store.CIBAApproved
 		}
 		decided.AuthTime, decided.SessionID, decided.DecidedVia, decided.DecidedAt = dec.AuthTime, dec.SessionID, dec.Via, dec.At
-		if err := put(tx, bucketCIBA, r.Digest, &decided, r.ExpiresAt); err != nil {
-			return err
-		}
-		if err := tx.Bucket(bucketCIBAPending).Delete(pendingKey(r)); err != nil {
-			return err
-		}
-		if r.ExpiryNotificationID != "" {
-			if err := deleteNote(tx, r.ExpiryNotificationID); err != nil {
-				return err
-			}
-		}
-		if result != nil {
-			if tx.Bucket(bucketCIBANotes).Get([]byte(result.ID)) != nil {
-				return store.ErrConflict
-			}
-			if err := putNote(tx, result); err != nil {
-				return err
-			}
-		}
-		out = &decided
-		return nil
+		return &decided, settleCIBA(tx, r, &decided, result)
 	})
-	switch {
-	case errors.Is(err, store.ErrAlreadyUsed):
-		return out, err
-	case err != nil:
-		return nil, err
+}
+
+// settleCIBA writes a decided request, drops it from the pending index with
+// its expiry notification, and queues the result notification if any.
+func settleCIBA(tx *bolt.Tx, r, decided *store.CIBARequest, result *store.CIBANotification) error {
+	if err := put(tx, bucketCIBA, r.Digest, decided, r.ExpiresAt); err != nil {
+		return err
 	}
-	return out, nil
+	if err := tx.Bucket(bucketCIBAPending).Delete(pendingKey(r)); err != nil {
+		return err
+	}
+	if r.ExpiryNotificationID != "" {
+		if err := deleteNote(tx, r.ExpiryNotificationID); err != nil {
+			return err
+		}
+	}
+	if result == nil {
+		return nil
+	}
+	if tx.Bucket(bucketCIBANotes).Get([]byte(result.ID)) != nil {
+		return store.ErrConflict
+	}
+	return putNote(tx, result)
 }
 
 // TakeCIBARequest implements store.Store.
 func (s *Store) TakeCIBARequest(_ context.Context, digest string) (*store.CIBARequest, error) {
-	var out *store.CIBARequest
-	err := s.update(func(tx *bolt.Tx) error {
-		now := s.now()
-		r := new(store.CIBARequest)
-		out = nil
-		if err := get(tx, bucketCIBA, digest, now, r); err != nil {
-			return err
-		}
-		switch {
-		case r.Status == store.CIBAIssued:
-			out = r
-			return store.ErrAlreadyUsed
-		case !store.Live(r.CodeExpiresAt, now):
-			return store.ErrNotFound
-		case r.Status != store.CIBAApproved:
-			out = r
-			return store.ErrNotApproved
-		}
-		issued := *r
-		issued.Status = store.CIBAIssued
-		if err := put(tx, bucketCIBA, digest, &issued, r.ExpiresAt); err != nil {
-			return err
-		}
-		out = &issued
-		return nil
-	})
-	switch {
-	case errors.Is(err, store.ErrAlreadyUsed), errors.Is(err, store.ErrNotApproved):
-		return out, err
-	case err != nil:
-		return nil, err
-	}
-	return out, nil
+	return takeApproved(s, bucketCIBA, digest, store.CIBAApproved, store.CIBAIssued,
+		func(r *store.CIBARequest) (*string, time.Time, time.Time) {
+			return &r.Status, r.CodeExpiresAt, r.ExpiresAt
+		})
 }
 
 // --- the CIBA notification outbox ---

@@ -1,7 +1,6 @@
 package storetest
 
 import (
-	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -122,16 +121,7 @@ func testCIBARequests(t *testing.T, o opener) {
 		{"concurrent PutCIBARequest never exceeds maxPending", func(t *testing.T, f *fixture) {
 			errs := make([]error, racers)
 			race(racers, func(i int) { errs[i] = f.s.PutCIBARequest(f.ctx, newCIBA(i, "alice", codeExp, exp), 5) })
-			stored := 0
-			for i, err := range errs {
-				switch {
-				case err == nil:
-					stored++
-				case !errors.Is(err, store.ErrLimitReached):
-					t.Errorf("racer %d: unexpected error %v", i, err)
-				}
-			}
-			if stored != 5 {
+			if stored := len(winners(t, errs, store.ErrLimitReached)); stored != 5 {
 				t.Fatalf("%d of %d concurrent requests stored, want exactly the limit 5", stored, racers)
 			}
 		}},
@@ -220,18 +210,7 @@ func testCIBARequests(t *testing.T, o opener) {
 				_, errs[i] = f.s.DecideCIBARequest(f.ctx, r.ID, cibaDecision("alice", i%2 == 0),
 					newNote(fmt.Sprintf("result-%02d", i), store.CIBANotifyResult, t0, exp))
 			})
-			wins := 0
-			for i, err := range errs {
-				switch {
-				case err == nil:
-					wins++
-				case !errors.Is(err, store.ErrAlreadyUsed):
-					t.Errorf("racer %d: unexpected error %v", i, err)
-				}
-			}
-			if wins != 1 {
-				t.Fatalf("%d of %d concurrent decisions won, want exactly 1", wins, racers)
-			}
+			soleWinner(t, errs, store.ErrAlreadyUsed, "decisions")
 			due, err := f.s.ListDueCIBANotifications(f.ctx, t0.Add(time.Hour), 100)
 			ok(t, err, "ListDueCIBANotifications")
 			if len(due) != 1 {
@@ -245,18 +224,7 @@ func testCIBARequests(t *testing.T, o opener) {
 			ok(t, err, "approve")
 			errs := make([]error, racers)
 			race(racers, func(i int) { _, errs[i] = f.s.TakeCIBARequest(f.ctx, r.Digest) })
-			wins := 0
-			for i, err := range errs {
-				switch {
-				case err == nil:
-					wins++
-				case !errors.Is(err, store.ErrAlreadyUsed):
-					t.Errorf("racer %d: unexpected error %v", i, err)
-				}
-			}
-			if wins != 1 {
-				t.Fatalf("%d of %d concurrent takes succeeded, want exactly 1", wins, racers)
-			}
+			soleWinner(t, errs, store.ErrAlreadyUsed, "takes")
 		}},
 		{"a decision replaces the expiry notification by its result", func(t *testing.T, f *fixture) {
 			r := newCIBA(1, "alice", codeExp, exp)

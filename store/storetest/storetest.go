@@ -253,6 +253,33 @@ func race(n int, fn func(i int)) {
 	wg.Wait()
 }
 
+// winners are the racers whose call succeeded. A racer that failed with
+// anything but lost is an error of t.
+func winners(t *testing.T, errs []error, lost error) []int {
+	t.Helper()
+	var won []int
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			won = append(won, i)
+		case !errors.Is(err, lost):
+			t.Errorf("racer %d: unexpected error %v", i, err)
+		}
+	}
+	return won
+}
+
+// soleWinner is the one racer whose call succeeded, the others failing
+// with lost; calls names them in the failure.
+func soleWinner(t *testing.T, errs []error, lost error, calls string) int {
+	t.Helper()
+	won := winners(t, errs, lost)
+	if len(won) != 1 {
+		t.Fatalf("%d of %d concurrent %s succeeded, want exactly 1", len(won), len(errs), calls)
+	}
+	return won[0]
+}
+
 // --- records ---
 
 func newClient(id string, rev int) *store.Client {
@@ -825,22 +852,12 @@ func testAuthCodes(t *testing.T, o opener) {
 			got := make([]*store.AuthCode, racers)
 			errs := make([]error, racers)
 			race(racers, func(i int) { got[i], errs[i] = f.s.TakeCode(f.ctx, "code-1") })
-			wins := 0
+			winner := soleWinner(t, errs, store.ErrAlreadyUsed, "TakeCode calls")
+			same(t, codeWithoutUsed(got[winner]), want, "winner's code")
 			for i, err := range errs {
-				switch {
-				case err == nil:
-					wins++
-					same(t, codeWithoutUsed(got[i]), want, "winner's code")
-				case errors.Is(err, store.ErrAlreadyUsed):
-					if got[i] == nil || got[i].Digest != "code-1" {
-						t.Errorf("racer %d: ErrAlreadyUsed without the record: %s", i, show(got[i]))
-					}
-				default:
-					t.Errorf("racer %d: unexpected error %v", i, err)
+				if errors.Is(err, store.ErrAlreadyUsed) && (got[i] == nil || got[i].Digest != "code-1") {
+					t.Errorf("racer %d: ErrAlreadyUsed without the record: %s", i, show(got[i]))
 				}
-			}
-			if wins != 1 {
-				t.Fatalf("%d of %d concurrent TakeCode calls succeeded, want exactly 1", wins, racers)
 			}
 		}},
 	})
@@ -1031,22 +1048,7 @@ func testDeviceCodes(t *testing.T, o opener) {
 				decisions[i].Subject = fmt.Sprintf("user-%02d", i)
 			}
 			race(racers, func(i int) { got[i], errs[i] = f.s.DecideDeviceCode(f.ctx, "dc-1", decisions[i]) })
-			winner := -1
-			for i, err := range errs {
-				switch {
-				case err == nil:
-					if winner >= 0 {
-						t.Fatalf("racers %d and %d both decided", winner, i)
-					}
-					winner = i
-				case errors.Is(err, store.ErrAlreadyUsed):
-				default:
-					t.Errorf("racer %d: unexpected error %v", i, err)
-				}
-			}
-			if winner < 0 {
-				t.Fatalf("none of %d concurrent DecideDeviceCode calls succeeded", racers)
-			}
+			winner := soleWinner(t, errs, store.ErrAlreadyUsed, "DecideDeviceCode calls")
 			want := decided(d, decisions[winner])
 			stored, err := f.s.GetDeviceCode(f.ctx, "dc-1")
 			ok(t, err, "GetDeviceCode")
@@ -1065,22 +1067,12 @@ func testDeviceCodes(t *testing.T, o opener) {
 			got := make([]*store.DeviceCode, racers)
 			errs := make([]error, racers)
 			race(racers, func(i int) { got[i], errs[i] = f.s.TakeDeviceCode(f.ctx, "dc-1") })
-			wins := 0
+			winner := soleWinner(t, errs, store.ErrAlreadyUsed, "TakeDeviceCode calls")
+			same(t, got[winner], want, "winner's request")
 			for i, err := range errs {
-				switch {
-				case err == nil:
-					wins++
-					same(t, got[i], want, "winner's request")
-				case errors.Is(err, store.ErrAlreadyUsed):
-					if got[i] == nil || got[i].GrantID != want.GrantID {
-						t.Errorf("racer %d: ErrAlreadyUsed without the record: %s", i, show(got[i]))
-					}
-				default:
-					t.Errorf("racer %d: unexpected error %v", i, err)
+				if errors.Is(err, store.ErrAlreadyUsed) && (got[i] == nil || got[i].GrantID != want.GrantID) {
+					t.Errorf("racer %d: ErrAlreadyUsed without the record: %s", i, show(got[i]))
 				}
-			}
-			if wins != 1 {
-				t.Fatalf("%d of %d concurrent TakeDeviceCode calls succeeded, want exactly 1", wins, racers)
 			}
 		}},
 		{"concurrent PutDeviceCode of one user code: exactly one is stored", func(t *testing.T, f *fixture) {
@@ -1088,22 +1080,7 @@ func testDeviceCodes(t *testing.T, o opener) {
 			race(racers, func(i int) {
 				errs[i] = f.s.PutDeviceCode(f.ctx, newDevice(fmt.Sprintf("dc-%02d", i), "BCDFGHJK", codeExp, exp))
 			})
-			winner := -1
-			for i, err := range errs {
-				switch {
-				case err == nil:
-					if winner >= 0 {
-						t.Fatalf("racers %d and %d both stored user code BCDFGHJK", winner, i)
-					}
-					winner = i
-				case errors.Is(err, store.ErrConflict):
-				default:
-					t.Errorf("racer %d: unexpected error %v", i, err)
-				}
-			}
-			if winner < 0 {
-				t.Fatal("no racer stored the user code")
-			}
+			winner := soleWinner(t, errs, store.ErrConflict, "PutDeviceCode calls of user code BCDFGHJK")
 			got, err := f.s.GetDeviceCodeByUserCode(f.ctx, "BCDFGHJK")
 			ok(t, err, "GetDeviceCodeByUserCode")
 			if want := fmt.Sprintf("dc-%02d", winner); got.Digest != want {
@@ -1245,25 +1222,12 @@ func testRefreshTokens(t *testing.T, o opener) {
 				at := newAccess(fmt.Sprintf("at-next-%02d", i), g, t0.Add(time.Hour))
 				olds[i], errs[i] = f.s.RotateRefreshToken(f.ctx, "rt-1", next, at)
 			})
-			winner := -1
+			winner := soleWinner(t, errs, store.ErrAlreadyUsed, "rotations of rt-1")
+			same(t, refreshWithoutUsed(olds[winner]), rt1, "winner's old token")
 			for i, err := range errs {
-				switch {
-				case err == nil:
-					if winner >= 0 {
-						t.Errorf("racers %d and %d both rotated rt-1", winner, i)
-					}
-					winner = i
-					same(t, refreshWithoutUsed(olds[i]), rt1, "winner's old token")
-				case errors.Is(err, store.ErrAlreadyUsed):
-					if olds[i] == nil || olds[i].Digest != "rt-1" {
-						t.Errorf("racer %d: ErrAlreadyUsed without the old record: %s", i, show(olds[i]))
-					}
-				default:
-					t.Errorf("racer %d: unexpected error %v", i, err)
+				if errors.Is(err, store.ErrAlreadyUsed) && (olds[i] == nil || olds[i].Digest != "rt-1") {
+					t.Errorf("racer %d: ErrAlreadyUsed without the old record: %s", i, show(olds[i]))
 				}
-			}
-			if winner < 0 {
-				t.Fatalf("none of %d concurrent rotations succeeded", racers)
 			}
 			for i := range racers {
 				_, rtErr := f.s.GetRefreshToken(f.ctx, fmt.Sprintf("rt-next-%02d", i))
@@ -1906,18 +1870,7 @@ func testPushedRequests(t *testing.T, o opener) {
 			ok(t, f.s.PutPushedRequest(f.ctx, newPushed("par-1", exp)), "PutPushedRequest")
 			errs := make([]error, racers)
 			race(racers, func(i int) { _, errs[i] = f.s.TakePushedRequest(f.ctx, "par-1") })
-			wins := 0
-			for i, err := range errs {
-				switch {
-				case err == nil:
-					wins++
-				case !errors.Is(err, store.ErrNotFound):
-					t.Errorf("racer %d: unexpected error %v", i, err)
-				}
-			}
-			if wins != 1 {
-				t.Fatalf("%d of %d concurrent TakePushedRequest calls succeeded, want exactly 1", wins, racers)
-			}
+			soleWinner(t, errs, store.ErrNotFound, "TakePushedRequest calls")
 		}},
 	})
 }

@@ -8,9 +8,7 @@ package main
 // arriving at the client's notification endpoint, which the load generator
 // serves itself.
 //
-// Polls are paced as the device scenario's are: each worker polls its own
-// pool of requests in turn, never one sooner than the interval the server
-// announced, and a slow_down answer is an error. Requests are spread over
+// Polls are paced as pacedPolls says. Requests are spread over
 // the bench Caddyfile's CIBA users so that no user's pending list or rate
 // limit dominates; the bench Caddyfile also raises the limits, so that the
 // figures are the server's, not its throttling.
@@ -61,9 +59,10 @@ var cibaOpts struct {
 	requests        int    // ciba_poll_pending: requests polled in turn
 	pushRequests    int    // ciba_push_latency: timed approvals
 	pushConcurrency int    // ciba_push_latency: workers
-	pacedPolls      atomic.Int64
-	slowDowns       atomic.Int64
 }
+
+// cibaPolls is the ciba_poll_pending scenario.
+var cibaPolls = &pacedPolls{name: "ciba_poll_pending", noun: "request", flag: "-ciba-requests", pool: &cibaOpts.requests, auth: cibaBasic}
 
 var cibaBasic = basicAuth(cibaClientID, cibaClientSecret)
 
@@ -77,13 +76,7 @@ type cibaAck struct {
 }
 
 func (lg *loadgen) bcAuthorize(ctx context.Context, auth string, form url.Values) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, lg.base+"/bc-authorize", strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Authorization", auth)
-	return lg.client.Do(req)
+	return lg.postForm(ctx, "/bc-authorize", auth, form.Encode())
 }
 
 // newCIBARequest starts one request and checks the acknowledgement.
@@ -92,17 +85,10 @@ func (lg *loadgen) newCIBARequest(ctx context.Context, auth string, form url.Val
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	var ack cibaAck
+	body, err := readOK(resp, "POST /bc-authorize", &ack)
 	if err != nil {
 		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("POST /bc-authorize: status %d: %s", resp.StatusCode, bytes.TrimSpace(body))
-	}
-	var ack cibaAck
-	if err := json.Unmarshal(body, &ack); err != nil {
-		return nil, fmt.Errorf("POST /bc-authorize: %w", err)
 	}
 	if ack.AuthReqID == "" || ack.ExpiresIn <= 0 {
 		return nil, fmt.Errorf("POST /bc-authorize: incomplete response %s", body)
@@ -142,89 +128,20 @@ func cibaAuthorizePreflight(ctx context.Context, lg *loadgen) error {
 
 // --- ciba_poll_pending ---
 
-// cibaPoll sends one CIBA grant request and returns the error code of the
-// answer.
-func (lg *loadgen) cibaPoll(ctx context.Context, body string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, lg.base+"/oauth/token", strings.NewReader(body))
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Authorization", cibaBasic)
-	resp, err := lg.client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	if err != nil {
-		return "", err
-	}
-	var e struct {
-		Error string `json:"error"`
-	}
-	if resp.StatusCode != http.StatusBadRequest || json.Unmarshal(raw, &e) != nil || e.Error == "" {
-		return "", fmt.Errorf("poll: status %d: %s", resp.StatusCode, bytes.TrimSpace(raw))
-	}
-	return e.Error, nil
-}
-
 func cibaPollBody(authReqID string) string {
 	return url.Values{"grant_type": {cibaGrant}, "auth_req_id": {authReqID}}.Encode()
 }
 
-// cibaPollWorker is one worker of ciba_poll_pending: its own requests,
-// polled in turn, each at most once per interval.
-type cibaPollWorker struct {
-	lg       *loadgen
-	bodies   []string
-	last     []time.Time
-	next     int
-	interval time.Duration
-}
-
 func cibaPollWorkerSetup(ctx context.Context, lg *loadgen, id int) (func(context.Context) error, error) {
-	n := max(cibaOpts.requests/max(benchConcurrency, 1), 1)
-	w := &cibaPollWorker{lg: lg, bodies: make([]string, n), last: make([]time.Time, n)}
-	for i := range n {
+	return cibaPolls.worker(ctx, lg, func(ctx context.Context, i int) (pendingPoll, error) {
 		ack, err := lg.newCIBARequest(ctx, cibaBasic, cibaPollForm(id+i*benchConcurrency))
 		if err != nil {
-			return nil, err
+			return pendingPoll{}, err
 		}
-		w.bodies[i] = cibaPollBody(ack.AuthReqID)
 		// The interval runs from the request, in case the server counts
 		// it as the first contact.
-		w.last[i] = time.Now()
-		w.interval = time.Duration(ack.Interval) * time.Second
-	}
-	return w.op, nil
-}
-
-func (w *cibaPollWorker) op(ctx context.Context) error {
-	i := w.next
-	w.next = (w.next + 1) % len(w.bodies)
-	if wait := time.Until(w.last[i].Add(w.interval)); wait > 0 {
-		cibaOpts.pacedPolls.Add(1)
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		}
-	}
-	w.last[i] = time.Now()
-	code, err := w.lg.cibaPoll(ctx, w.bodies[i])
-	switch {
-	case err != nil:
-		return err
-	case code == "slow_down":
-		cibaOpts.slowDowns.Add(1)
-		return errors.New("slow_down: a request was polled sooner than its interval")
-	case code != "authorization_pending":
-		return fmt.Errorf("poll: %s, want authorization_pending", code)
-	}
-	return nil
+		return pendingPoll{body: cibaPollBody(ack.AuthReqID), interval: time.Duration(ack.Interval) * time.Second, since: time.Now()}, nil
+	})
 }
 
 // cibaPollPreflight checks the rule the scenario relies on: a poll after
@@ -239,34 +156,7 @@ func cibaPollPreflight(ctx context.Context, lg *loadgen) error {
 		return fmt.Errorf("POST /bc-authorize: no interval for a poll client: %+v", ack)
 	}
 	time.Sleep(time.Duration(ack.Interval) * time.Second) // the protocol's wait
-	for i, want := range []string{"authorization_pending", "slow_down"} {
-		code, err := lg.cibaPoll(ctx, cibaPollBody(ack.AuthReqID))
-		if err != nil {
-			return err
-		}
-		if code != want {
-			return fmt.Errorf("poll %d of a fresh request: %s, want %s", i+1, code, want)
-		}
-	}
-	if cibaOpts.requests/max(benchConcurrency, 1) < 1 {
-		return fmt.Errorf("-ciba-requests %d is fewer than the workers", cibaOpts.requests)
-	}
-	if ack.Interval > 1 {
-		fmt.Printf("  %-20s note: the server's interval is %d s; %d requests allow at most %d polls/s\n",
-			"ciba_poll_pending", ack.Interval, cibaOpts.requests, cibaOpts.requests/ack.Interval)
-	}
-	return nil
-}
-
-// printCIBANotes prints what the result table does not show.
-func printCIBANotes() {
-	if n := cibaOpts.pacedPolls.Load(); n > 0 {
-		fmt.Printf("  %-20s %d polls waited for their request's interval: the pool of %d requests, not the server, set the pace (raise -ciba-requests)\n",
-			"ciba_poll_pending", n, cibaOpts.requests)
-	}
-	if n := cibaOpts.slowDowns.Load(); n > 0 {
-		fmt.Printf("  %-20s %d slow_down answers (counted as errors)\n", "ciba_poll_pending", n)
-	}
+	return cibaPolls.preflight(ctx, lg, cibaPollBody(ack.AuthReqID), "request", ack.Interval)
 }
 
 // --- ciba_push_latency ---

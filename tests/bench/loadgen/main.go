@@ -307,9 +307,9 @@ func main() {
 			printLine(r)
 			switch sc.name {
 			case "device_poll_pending":
-				printDeviceNotes()
+				devicePolls.printNotes()
 			case "ciba_poll_pending":
-				printCIBANotes()
+				cibaPolls.printNotes()
 			}
 		}
 		tr.CloseIdleConnections() // each scenario starts from cold connections
