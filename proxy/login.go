@@ -257,7 +257,7 @@ func (g *Gateway) verifyFrontChannel(ctx context.Context, p *provider, raw, code
 	if raw == "" {
 		return nil, errors.New("hybrid response without id_token")
 	}
-	idt, err := p.verifier.Verify(ctx, raw)
+	idt, err := p.verifyIDToken(ctx, raw)
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +343,7 @@ func (g *Gateway) sessionFromTokens(ctx context.Context, p *provider, tok *oauth
 		}
 		return &next, nil
 	}
-	idt, err := p.verifier.Verify(ctx, raw)
+	idt, err := p.verifyIDToken(ctx, raw)
 	if err != nil {
 		return nil, err
 	}

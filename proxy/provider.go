@@ -96,6 +96,20 @@ func (g *Gateway) fetchProvider(ctx context.Context) (*provider, error) {
 	return p, nil
 }
 
+// verifyIDToken verifies an ID token with go-oidc, once more when the
+// first attempt fails. go-oidc refetches the JWKS for an unknown kid, but
+// a verification that arrives while the previous fetch is finishing is
+// answered with that fetch's keys: right after the provider rotates its
+// key, the first token signed with the new one would be refused. The
+// retry sees a fresh fetch; a token that is really bad fails twice.
+func (p *provider) verifyIDToken(ctx context.Context, raw string) (*oidc.IDToken, error) {
+	idt, err := p.verifier.Verify(ctx, raw)
+	if err != nil {
+		idt, err = p.verifier.Verify(ctx, raw)
+	}
+	return idt, err
+}
+
 // provider returns the discovered provider, or nil while discovery has not
 // succeeded yet.
 func (g *Gateway) provider() *provider { return g.disc.current.Load() }
