@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -194,4 +195,45 @@ func TestClientAssertionsEndToEnd(t *testing.T) {
 			t.Fatalf("replay after restart: %d %v, want 401 invalid_client", resp.StatusCode, body)
 		}
 	})
+}
+
+// TestPrivateKeyJWTClientRegisteredThroughAdminAPI: a client registered at
+// run time with its public JWK Set (no secret at all) authenticates with
+// signed assertions, as a deployment adds one without editing the config.
+func TestPrivateKeyJWTClientRegisteredThroughAdminAPI(t *testing.T) {
+	g, _, _ := startClientAuthGateway(t)
+	d := g.Discover(t)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := jose.JSONWebKey{Key: &key.PublicKey, KeyID: "late-1", Use: "sig", Algorithm: "ES256"}
+	body, err := json.Marshal(map[string]any{
+		"client_id": "late-signer", "token_endpoint_auth_method": "private_key_jwt",
+		"jwks": jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}}, "grant_types": []string{"client_credentials"},
+		"api_access": map[string][]string{apiAudience: {"read:items"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, created := doRequest(t, &http.Client{Timeout: requestTimeout}, http.MethodPost, g.AdminURL+"/portcullis/clients",
+		strings.NewReader(string(body)), http.Header{"Content-Type": {"application/json"}})
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		t.Fatalf("registering through the admin API: %d %s", resp.StatusCode, created)
+	}
+	if strings.Contains(string(created), "client_secret") {
+		t.Errorf("a private_key_jwt client was given a secret: %s", created)
+	}
+	s := newAssertionSigner(t, "late-signer", jose.SigningKey{Algorithm: jose.ES256, Key: key}, "late-1")
+	resp2, tokens := PostForm(t, d.TokenEndpoint, assertionForm(url.Values{"grant_type": {"client_credentials"}}, s.clientID, s.mint(t, d.Issuer)), "", "")
+	if resp2.StatusCode != http.StatusOK || tokens["access_token"] == nil {
+		t.Fatalf("client_credentials with the registered key: %d %v", resp2.StatusCode, tokens)
+	}
+	// A key the client did not register is refused.
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	forged := newAssertionSigner(t, "late-signer", jose.SigningKey{Algorithm: jose.ES256, Key: other}, "late-1")
+	resp2, refused := PostForm(t, d.TokenEndpoint, assertionForm(url.Values{"grant_type": {"client_credentials"}}, forged.clientID, forged.mint(t, d.Issuer)), "", "")
+	if resp2.StatusCode != http.StatusUnauthorized || refused["error"] != "invalid_client" {
+		t.Fatalf("an unregistered key: %d %v, want 401 invalid_client", resp2.StatusCode, refused)
+	}
 }
