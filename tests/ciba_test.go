@@ -447,3 +447,35 @@ func TestCIBARefusals(t *testing.T) {
 		t.Errorf("over the pending cap: %d %v", status, obj)
 	}
 }
+
+// TestCIBAPushClientRegisteredThroughAdminAPI: a push client added at run
+// time through the admin API, with a loopback notification endpoint (the
+// development switch is on), gets its tokens pushed after approval.
+func TestCIBAPushClientRegisteredThroughAdminAPI(t *testing.T) {
+	w := startCIBA(t)
+	recv := newReceiver(t, nil)
+	body, err := json.Marshal(map[string]any{
+		"client_id": "late-push", "name": "Late Push", "secret": "late-push-secret", "grant_types": []string{"ciba"},
+		"backchannel_token_delivery_mode":          "push",
+		"backchannel_client_notification_endpoint": recv.srv.URL + "/cb",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, created := doRequest(t, &http.Client{Timeout: requestTimeout}, http.MethodPost, w.g.AdminURL+"/portcullis/clients",
+		strings.NewReader(string(body)), http.Header{"Content-Type": {"application/json"}})
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		t.Fatalf("registering a push client: %d %s", resp.StatusCode, created)
+	}
+	status, started := w.bcAuthorize(t, "late-push", "late-push-secret", url.Values{"scope": {"openid"}, "login_hint": {"bob"},
+		"client_notification_token": {"late-token"}})
+	id, _ := started["auth_req_id"].(string)
+	if status != http.StatusOK || id == "" {
+		t.Fatalf("bc-authorize: %d %v", status, started)
+	}
+	w.decideByAdmin(t, "bob", "approve")
+	n := recv.wait(t)
+	if n.Authorization != "Bearer late-token" || n.Body["auth_req_id"] != id || n.Body["id_token"] == nil {
+		t.Fatalf("push to the admin-registered client: %+v", n)
+	}
+}
