@@ -58,6 +58,10 @@ type App struct {
 	CodeTTL caddy.Duration `json:"code_ttl,omitempty"`
 	// SessionTTL is the SSO session lifetime. Default: 24h.
 	SessionTTL caddy.Duration `json:"session_ttl,omitempty"`
+	// LoginThrottle bounds failed sign-ins, shared by the login page, the
+	// device and CIBA pages and the password grant. Default: 5 failures per
+	// user and 20 per client IP, one forgiven every minute.
+	LoginThrottle *LoginThrottleConfig `json:"login_throttle,omitempty"`
 	// DeviceCodeTTL is how long a device authorization request (RFC 8628)
 	// waits for the user: the lifetime of its device_code and user_code.
 	// Default: 10m.
@@ -89,6 +93,24 @@ type App struct {
 	// writing what it still had queued (used client assertion ids, CIBA
 	// notifications): Stop waits for it so nothing queued is lost.
 	stopped chan struct{}
+}
+
+// LoginThrottleConfig bounds failed sign-ins: each failure spends one
+// token of the user's and of the client IP's bucket.
+type LoginThrottleConfig struct {
+	// PerUser is the burst of failures allowed per username. Default: 5.
+	PerUser int `json:"per_user,omitempty"`
+	// PerIP is the burst of failures allowed per client IP. Default: 20.
+	PerIP int `json:"per_ip,omitempty"`
+	// Refill is how often one failure is forgiven. Default: 1m.
+	Refill caddy.Duration `json:"refill,omitempty"`
+}
+
+func (c *LoginThrottleConfig) flows() flows.ThrottleConfig {
+	if c == nil {
+		return flows.ThrottleConfig{}
+	}
+	return flows.ThrottleConfig{PerUser: c.PerUser, PerIP: c.PerIP, Refill: time.Duration(c.Refill)}
 }
 
 // CIBAConfig configures OpenID Connect Client-Initiated Backchannel
@@ -236,7 +258,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		RefreshTokenTTL: time.Duration(a.RefreshTokenTTL), CodeTTL: time.Duration(a.CodeTTL),
 		SessionTTL:    time.Duration(a.SessionTTL),
 		DeviceCodeTTL: time.Duration(a.DeviceCodeTTL), DevicePollInterval: time.Duration(a.DevicePollInterval),
-		CIBA: a.CIBA.flows(),
+		LoginThrottle: a.LoginThrottle.flows(),
+		CIBA:          a.CIBA.flows(),
 	}
 	if a.CIBA != nil && a.CIBA.InsecureNotificationEndpoints {
 		a.logger.Warn("ciba insecure_notification_endpoints is on: CIBA notifications and the webhook may use plain http on loopback; use this for local development only")

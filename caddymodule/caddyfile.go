@@ -33,6 +33,7 @@ func init() {
 //		insecure_cookies
 //		access_token_ttl|id_token_ttl|refresh_token_ttl|code_ttl|session_ttl <duration>
 //		device_code_ttl|device_poll_interval <duration>
+//		login_throttle <failures per user> <failures per IP> <refill duration>
 //		ciba {
 //			request_ttl <duration>
 //			poll_interval <duration>
@@ -121,6 +122,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			err = durationArg(d, &app.CodeTTL)
 		case "session_ttl":
 			err = durationArg(d, &app.SessionTTL)
+		case "login_throttle":
+			app.LoginThrottle, err = parseLoginThrottle(d)
 		case "device_code_ttl":
 			err = durationArg(d, &app.DeviceCodeTTL)
 		case "device_poll_interval":
@@ -155,6 +158,24 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 		}
 	}
 	return httpcaddyfile.App{Name: "portcullis", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// parseLoginThrottle reads `login_throttle <per_user> <per_ip> <refill>`.
+func parseLoginThrottle(d *caddyfile.Dispenser) (*LoginThrottleConfig, error) {
+	args := d.RemainingArgs()
+	if len(args) != 3 {
+		return nil, d.Errf("usage: login_throttle <failures per user> <failures per IP> <refill duration>, e.g. login_throttle 5 20 1m")
+	}
+	perUser, err1 := strconv.Atoi(args[0])
+	perIP, err2 := strconv.Atoi(args[1])
+	if err1 != nil || err2 != nil || perUser < 1 || perIP < 1 {
+		return nil, d.Errf("login_throttle: %q and %q must be positive whole numbers of failures", args[0], args[1])
+	}
+	refill, err := caddy.ParseDuration(args[2])
+	if err != nil || refill <= 0 {
+		return nil, d.Errf("login_throttle: %q must be a positive duration such as 1m", args[2])
+	}
+	return &LoginThrottleConfig{PerUser: perUser, PerIP: perIP, Refill: caddy.Duration(refill)}, nil
 }
 
 func oneArg(d *caddyfile.Dispenser, dst *string) error {

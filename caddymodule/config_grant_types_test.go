@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/portcullis-gw/portcullis/flows"
 )
@@ -84,5 +85,24 @@ func TestCaddyfileRequirePAR(t *testing.T) {
 		}
 	}`); err == nil {
 		t.Errorf("require_par with an argument was accepted")
+	}
+}
+
+func TestCaddyfileLoginThrottle(t *testing.T) {
+	app, err := parseOption(t, "portcullis {\n\tlogin_throttle 3 50 30s\n}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := app.LoginThrottle.flows()
+	if got.PerUser != 3 || got.PerIP != 50 || got.Refill != 30*time.Second {
+		t.Errorf("login_throttle 3 50 30s gave %+v", got)
+	}
+	if (*LoginThrottleConfig)(nil).flows() != (flows.ThrottleConfig{}) {
+		t.Errorf("no login_throttle must leave the flows defaults")
+	}
+	for _, bad := range []string{"login_throttle", "login_throttle 3 50", "login_throttle 0 50 1m", "login_throttle x 50 1m", "login_throttle 3 50 soon", "login_throttle 3 50 -1m"} {
+		if _, err := parseOption(t, "portcullis {\n\t"+bad+"\n}"); err == nil || !strings.Contains(err.Error(), "login_throttle") {
+			t.Errorf("%q: error %v, want one naming login_throttle", bad, err)
+		}
 	}
 }

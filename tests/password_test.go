@@ -199,3 +199,18 @@ func TestOpenIDClientPasswordGrant(t *testing.T) {
 func withoutDigits(s string) string {
 	return regexp.MustCompile(`[0-9]+`).ReplaceAllString(s, "#")
 }
+
+// TestLoginThrottleIsConfigurable: `login_throttle 2 20 1m` locks a user
+// out after two failures instead of five.
+func TestLoginThrottleIsConfigurable(t *testing.T) {
+	t.Parallel()
+	g := StartGateway(t, strings.Replace(passwordCaddyfile, "insecure_cookies", "insecure_cookies\n\t\tlogin_throttle 2 20 1m", 1))
+	d := g.Discover(t)
+	for i := 1; i <= 2; i++ {
+		PostForm(t, d.TokenEndpoint, passwordForm(aliceUsername, fmt.Sprintf("guess %d", i), "openid"), legacyID, legacySecret)
+	}
+	resp, obj := PostForm(t, d.TokenEndpoint, passwordForm(aliceUsername, alicePassword, "openid"), legacyID, legacySecret)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(fmt.Sprint(obj["error_description"]), "too many") {
+		t.Fatalf("the right password after two failures with login_throttle 2: %d %v", resp.StatusCode, obj)
+	}
+}
