@@ -3,8 +3,6 @@ package flows
 import (
 	"sync"
 	"time"
-
-	"github.com/portcullis-gw/portcullis/store"
 )
 
 // slowDownStep is how much a device's polling interval grows each time it
@@ -48,10 +46,21 @@ func newDevicePolls(maxEntries int) *devicePolls {
 // and either side may be scheduled late.
 const pollLeeway = 10 // percent
 
+// pendingRequest is what the poll clock needs of a pending device or CIBA
+// request.
+type pendingRequest struct {
+	// Digest is the request's store key.
+	Digest string
+	// Interval is the polling interval announced to the client.
+	Interval time.Duration
+	// CreatedAt and ExpiresAt bound the request's code lifetime.
+	CreatedAt, ExpiresAt time.Time
+}
+
 // poll records a poll of the pending request d at now. It reports whether
-// the poll came sooner than the interval in force (the device must be told
+// the poll came sooner than the interval in force (the client must be told
 // slow_down), and that interval, raised by slowDownStep when it did.
-func (p *devicePolls) poll(d *store.DeviceCode, now time.Time) (tooFast bool, interval time.Duration) {
+func (p *devicePolls) poll(d pendingRequest, now time.Time) (tooFast bool, interval time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st, ok := p.m[d.Digest]
@@ -71,7 +80,7 @@ func (p *devicePolls) poll(d *store.DeviceCode, now time.Time) (tooFast bool, in
 				break
 			}
 		}
-		st = &pollState{interval: time.Duration(d.Interval) * time.Second, until: d.CodeExpiresAt}
+		st = &pollState{interval: d.Interval, until: d.ExpiresAt}
 		p.m[d.Digest] = st
 		st.last = now
 		return false, st.interval
@@ -80,7 +89,7 @@ func (p *devicePolls) poll(d *store.DeviceCode, now time.Time) (tooFast bool, in
 	st.last = now
 	if early {
 		// Bounded by the code's lifetime: a longer wait means the same.
-		st.interval = min(st.interval+slowDownStep, max(d.CodeExpiresAt.Sub(d.CreatedAt), slowDownStep))
+		st.interval = min(st.interval+slowDownStep, max(d.ExpiresAt.Sub(d.CreatedAt), slowDownStep))
 	}
 	return early, st.interval
 }

@@ -1020,7 +1020,7 @@ func TestPollStatesAreBoundedAndForgotten(t *testing.T) {
 	p := newDevicePolls(3)
 	now := env.clock.Now()
 	for i := range 10 {
-		p.poll(&store.DeviceCode{Digest: fmt.Sprint(i), Interval: 5, CreatedAt: now, CodeExpiresAt: now.Add(time.Hour)}, now)
+		p.poll(pendingRequest{Digest: fmt.Sprint(i), Interval: 5 * time.Second, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, now)
 	}
 	if n := p.len(); n != 3 {
 		t.Errorf("%d poll states kept, want the bound 3", n)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -68,15 +69,15 @@ func (g cibaGrant) Grant(req *TokenRequest) (*TokenResponse, error) {
 		// authorization request is still pending and polling should
 		// continue, but the interval MUST be increased by at least 5
 		// seconds for this and all subsequent requests."
-		if tooFast, interval := s.ciba.polls.poll(pollView(r), now); tooFast {
+		if tooFast, interval := s.ciba.polls.poll(pendingCIBA(r), now); tooFast {
 			return nil, errSlowDown(int64(interval.Seconds()))
 		}
-		return nil, oauthErr("authorization_pending", http.StatusBadRequest, "the user has not decided yet; poll again after the interval")
+		return nil, errAuthorizationPending()
 	case store.CIBADenied:
 		s.ciba.polls.forget(dgst)
 		// §11: "access_denied: The end-user denied the authorization
 		// request."
-		return nil, oauthErr("access_denied", http.StatusBadRequest, "the user denied the request")
+		return nil, errUserDenied()
 	case store.CIBAApproved:
 		s.ciba.polls.forget(dgst)
 		return g.redeem(req, dgst)
@@ -84,10 +85,10 @@ func (g cibaGrant) Grant(req *TokenRequest) (*TokenResponse, error) {
 	return nil, errServer(errors.New("CIBA request in unknown state " + r.Status))
 }
 
-// pollView is the part of a CIBA request the poll bookkeeping (shared
-// with the device flow) reads.
-func pollView(r *store.CIBARequest) *store.DeviceCode {
-	return &store.DeviceCode{Digest: r.Digest, Interval: r.Interval, CreatedAt: r.CreatedAt, CodeExpiresAt: r.CodeExpiresAt}
+// pendingCIBA is what the poll clock (shared with the device flow) needs
+// of a CIBA request.
+func pendingCIBA(r *store.CIBARequest) pendingRequest {
+	return pendingRequest{Digest: r.Digest, Interval: time.Duration(r.Interval) * time.Second, CreatedAt: r.CreatedAt, ExpiresAt: r.CodeExpiresAt}
 }
 
 // redeem issues the tokens of an approved request, exactly once.

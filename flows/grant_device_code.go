@@ -3,6 +3,7 @@ package flows
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -31,6 +32,16 @@ func errAuthorizationPending() *Error {
 
 func errSlowDown(interval int64) *Error {
 	return oauthErr("slow_down", http.StatusBadRequest, "polling too fast: wait at least %d seconds between requests", interval)
+}
+
+// errUserDenied is access_denied at the token endpoint: the user said no.
+func errUserDenied() *Error {
+	return oauthErr("access_denied", http.StatusBadRequest, "the user denied the request")
+}
+
+// pendingDevice is what the poll clock needs of a device request.
+func pendingDevice(d *store.DeviceCode) pendingRequest {
+	return pendingRequest{Digest: d.Digest, Interval: time.Duration(d.Interval) * time.Second, CreatedAt: d.CreatedAt, ExpiresAt: d.CodeExpiresAt}
 }
 
 func errExpiredToken() *Error {
@@ -77,14 +88,14 @@ func (g deviceCodeGrant) Grant(req *TokenRequest) (*TokenResponse, error) {
 		// authorization request is still pending and polling should
 		// continue, but the interval MUST be increased by 5 seconds for
 		// this and all subsequent requests."
-		if tooFast, interval := s.devicePolls.poll(d, now); tooFast {
+		if tooFast, interval := s.devicePolls.poll(pendingDevice(d), now); tooFast {
 			return nil, errSlowDown(int64(interval.Seconds()))
 		}
 		return nil, errAuthorizationPending()
 	case store.DeviceDenied:
 		s.devicePolls.forget(dgst)
 		// "access_denied: The authorization request was denied."
-		return nil, oauthErr("access_denied", http.StatusBadRequest, "the user denied the request")
+		return nil, errUserDenied()
 	case store.DeviceApproved:
 		s.devicePolls.forget(dgst)
 		return g.redeem(req, dgst)
