@@ -72,7 +72,12 @@ func (s *Server) serveCIBADecision(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var link cibaLink
-	raw := r.URL.Query().Get("token")
+	q, err := queryParams(r)
+	if err != nil {
+		s.writeJSONError(w, r, err)
+		return
+	}
+	raw := q.Get("token")
 	if err := s.ciba.sealer.Decode(cibaLinkName, raw, &link); err != nil || link.ID == "" {
 		s.writeJSONError(w, r, errInvalidRequest("the decision link is invalid").WithCause(err))
 		return

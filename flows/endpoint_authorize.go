@@ -51,6 +51,9 @@ var pkceChallenge = regexp.MustCompile(`^[A-Za-z0-9\-_]{43}$`)
 const maxParamLen = 1024
 
 func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
+	// Repeated parameters are refused below: those that name the client
+	// and its redirect URI on the error page, the others redirected back
+	// to the client.
 	var params url.Values
 	var err error
 	switch r.Method {
@@ -72,6 +75,10 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	// other is refused below as request_uri_not_supported.
 	pushed := strings.HasPrefix(params.Get("request_uri"), requestURIPrefix)
 	if pushed {
+		if k := repeatedParam(params); k != "" {
+			s.renderError(w, r, errRepeated(k))
+			return
+		}
 		if params, err = s.pushedParams(r.Context(), params); err != nil {
 			s.renderError(w, r, err)
 			return
@@ -102,7 +109,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 func (s *Server) checkClientAndRedirect(ctx context.Context, params url.Values) (*store.Client, string, error) {
 	for _, single := range []string{"client_id", "redirect_uri", "response_type", "state", "scope", "code_challenge", "nonce"} {
 		if len(params[single]) > 1 {
-			return nil, "", errInvalidRequest("parameter %s is repeated", single)
+			return nil, "", errRepeated(single)
 		}
 	}
 	id := params.Get("client_id")
@@ -140,6 +147,9 @@ func (s *Server) parseAuthRequest(ctx context.Context, client *store.Client, red
 	if len(ar.State) > maxParamLen {
 		ar.State = ""
 		return ar, errInvalidRequest("state is longer than %d characters", maxParamLen)
+	}
+	if k := repeatedParam(p); k != "" {
+		return ar, errRepeated(k)
 	}
 	switch mode := p.Get("response_mode"); mode {
 	case "", "query":

@@ -39,9 +39,8 @@ func clientName(c *store.Client) string {
 // formAuthRequest checks the CSRF token and decodes the authorization
 // request a login or consent form carries, with its client.
 func (s *Server) formAuthRequest(w http.ResponseWriter, r *http.Request) (*store.Client, *authRequest, error) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	if err := r.ParseForm(); err != nil {
-		return nil, nil, errInvalidRequest("the form could not be read")
+	if _, err := readForm(w, r); err != nil {
+		return nil, nil, err
 	}
 	if !s.checkCSRF(r) {
 		return nil, nil, &Error{Code: "invalid_request", Status: http.StatusForbidden,

@@ -18,20 +18,9 @@ import (
 // post_logout_redirect_uri must exactly match one the client registered:
 // no open redirect.
 func (s *Server) serveEndSession(w http.ResponseWriter, r *http.Request) {
-	var params url.Values
-	switch r.Method {
-	case http.MethodGet:
-		params = r.URL.Query()
-	case http.MethodPost:
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-		if err := r.ParseForm(); err != nil {
-			s.renderError(w, r, errInvalidRequest("the form could not be read"))
-			return
-		}
-		params = r.PostForm
-	default:
-		w.Header().Set("Allow", "GET, POST")
-		s.renderError(w, r, &Error{Code: "invalid_request", Status: http.StatusMethodNotAllowed, Description: "use GET or POST"})
+	params, err := requestParams(w, r)
+	if err != nil {
+		s.renderError(w, r, err)
 		return
 	}
 	hintSub, clientID, err := s.logoutClient(r, params)

@@ -74,16 +74,8 @@ func parsePostForm(w http.ResponseWriter, r *http.Request) error {
 	if mt != "application/x-www-form-urlencoded" {
 		return errInvalidRequest("the body must be application/x-www-form-urlencoded")
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	if err := r.ParseForm(); err != nil {
-		return errInvalidRequest("the form body could not be parsed or is larger than %d bytes", maxFormBytes)
-	}
-	for k, v := range r.PostForm {
-		if len(v) > 1 {
-			return errInvalidRequest("parameter %s is repeated", k)
-		}
-	}
-	return nil
+	_, err := readForm(w, r)
+	return err
 }
 
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {

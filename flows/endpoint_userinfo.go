@@ -107,9 +107,11 @@ func (s *Server) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 		s.writeBearerError(w, r, &Error{Code: "invalid_request", Status: http.StatusMethodNotAllowed, Description: "use GET or POST"})
 		return
 	}
-	if r.Method == http.MethodPost {
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-		r.ParseForm()
+	if r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		if _, err := readForm(w, r); err != nil {
+			s.writeBearerError(w, r, err)
+			return
+		}
 	}
 	tok, scheme, err := bearerToken(r)
 	// RFC 9449 §7.2: the challenge of the scheme the client used carries the

@@ -28,11 +28,14 @@ type pageForm struct {
 func (s *Server) servePageForm(w http.ResponseWriter, r *http.Request, f pageForm) {
 	switch r.Method {
 	case http.MethodGet:
+		if _, err := queryParams(r); err != nil {
+			s.renderError(w, r, err)
+			return
+		}
 		f.get(w, r)
 	case http.MethodPost:
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-		if err := r.ParseForm(); err != nil {
-			s.renderError(w, r, errInvalidRequest("the form could not be read"))
+		if _, err := readForm(w, r); err != nil {
+			s.renderError(w, r, err)
 			return
 		}
 		if !s.checkCSRF(r) {
