@@ -128,10 +128,14 @@ func (s *Server) checkClientAndRedirect(ctx context.Context, params url.Values) 
 		if len(client.RedirectURIs) != 1 {
 			return nil, "", errInvalidRequest("redirect_uri is required: client %s has several registered", id)
 		}
-		return client, client.RedirectURIs[0], nil
-	}
-	if !slices.Contains(client.RedirectURIs, given) {
+		given = client.RedirectURIs[0]
+	} else if !slices.Contains(client.RedirectURIs, given) {
 		return nil, "", errInvalidRequest("redirect_uri is not registered for client %s (URIs must match exactly)", id)
+	}
+	// Registration refuses such URIs; a record written before that rule
+	// (or straight into the store) must not send a browser there either.
+	if err := CheckRedirectURI(given); err != nil {
+		return nil, "", errInvalidRequest("the registered redirect_uri of client %s is not allowed: %v", id, err)
 	}
 	return client, given, nil
 }

@@ -35,7 +35,7 @@ func (s *Server) serveEndSession(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		client, err := s.store.GetClient(r.Context(), clientID)
-		if err != nil || !slices.Contains(client.PostLogoutRedirectURIs, redirect) {
+		if err != nil || !slices.Contains(client.PostLogoutRedirectURIs, redirect) || CheckRedirectURI(redirect) != nil {
 			s.renderError(w, r, errInvalidRequest("post_logout_redirect_uri is not registered for this client"))
 			return
 		}
