@@ -166,6 +166,9 @@ func (a *App) adminClients(w http.ResponseWriter, r *http.Request, id string) er
 		if r.Method == http.MethodPut && !exists {
 			return adminErr(http.StatusNotFound, "client %s not found", cfg.ID)
 		}
+		if _, err := a.store.GetUser(ctx, cfg.ID); err == nil {
+			return adminErr(http.StatusConflict, "%v", errNameCollision(cfg.ID))
+		}
 		secret, shown := cfg.Secret, ""
 		keepDigest := false
 		csjwt := cfg.TokenEndpointAuthMethod == flows.AuthMethodSecretJWT
@@ -279,6 +282,9 @@ func (a *App) adminUsers(w http.ResponseWriter, r *http.Request, username string
 		exists := err == nil
 		if r.Method == http.MethodPost && exists {
 			return adminErr(http.StatusConflict, "user %s already exists", cfg.Username)
+		}
+		if _, err := a.store.GetClient(ctx, cfg.Username); err == nil {
+			return adminErr(http.StatusConflict, "%v", errNameCollision(cfg.Username))
 		}
 		if r.Method == http.MethodPut && !exists {
 			return adminErr(http.StatusNotFound, "user %s not found", cfg.Username)

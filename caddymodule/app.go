@@ -294,6 +294,11 @@ func (a *App) Validate() error {
 		}
 		seen[c.ID] = true
 	}
+	for _, u := range a.Users {
+		if seen[u.Username] {
+			return fmt.Errorf("portcullis: %w", errNameCollision(u.Username))
+		}
+	}
 	deviceTTL := time.Duration(a.DeviceCodeTTL)
 	if deviceTTL == 0 {
 		deviceTTL = 10 * time.Minute // the flows default

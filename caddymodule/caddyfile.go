@@ -137,12 +137,14 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			app.Brand, err = parseBrand(d)
 		case "user":
 			var u UserConfig
-			if u, err = parseUser(d); err == nil {
+			if err = checkNameFree(d, app); err == nil {
+				u, err = parseUser(d)
 				app.Users = append(app.Users, u)
 			}
 		case "client":
 			var c ClientConfig
-			if c, err = parseClient(d); err == nil {
+			if err = checkNameFree(d, app); err == nil {
+				c, err = parseClient(d)
 				app.Clients = append(app.Clients, c)
 			}
 		case "api":
@@ -306,6 +308,9 @@ func parseUser(d *caddyfile.Dispenser) (UserConfig, error) {
 	var u UserConfig
 	if err := oneArgBeforeBlock(d, &u.Username); err != nil {
 		return u, err
+	}
+	if strings.HasSuffix(u.Username, flows.ClientSubjectSuffix) {
+		return u, d.Errf("username %q ends in %s, which marks the subject of client tokens; choose another", u.Username, flows.ClientSubjectSuffix)
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		var err error
@@ -482,9 +487,30 @@ func checkAssertionAlg(d *caddyfile.Dispenser, alg string) error {
 		"ES256, ES384, ES512 or EdDSA (private_key_jwt), HS256, HS384 or HS512 (client_secret_jwt)", alg)
 }
 
+// checkNameFree refuses, on its line, a client or user block whose name
+// (the next argument, left unread) an earlier client or user took.
+func checkNameFree(d *caddyfile.Dispenser, app *App) error {
+	if !d.NextArg() {
+		return nil // the block's parser says what is missing
+	}
+	name := d.Val()
+	defer d.Prev()
+	for _, c := range app.Clients {
+		if c.ID == name {
+			return d.Errf("client %q is already defined (client ids and usernames must all differ)", name)
+		}
+	}
+	for _, u := range app.Users {
+		if u.Username == name {
+			return d.Errf("user %q is already defined (client ids and usernames must all differ)", name)
+		}
+	}
+	return nil
+}
+
 func checkEach(d *caddyfile.Dispenser, uris []string) error {
 	for _, u := range uris {
-		if err := checkRedirectURI(u); err != nil {
+		if err := flows.CheckRedirectURI(u); err != nil {
 			return d.Err(err.Error())
 		}
 	}

@@ -275,13 +275,13 @@ func (c ClientConfig) clientRecord(secret string, readFiles bool) (*store.Client
 		return nil, fmt.Errorf("client %s: the authorization_code grant needs at least one redirect_uris entry", c.ID)
 	}
 	if rec.BackchannelLogoutURI != "" {
-		if err := checkRedirectURI(rec.BackchannelLogoutURI); err != nil {
+		if err := flows.CheckEndpointURI(rec.BackchannelLogoutURI); err != nil {
 			return nil, fmt.Errorf("client %s: backchannel_logout_uri: %w", c.ID, err)
 		}
 	}
 	for _, list := range [][]string{rec.RedirectURIs, rec.PostLogoutRedirectURIs} {
 		for _, u := range list {
-			if err := checkRedirectURI(u); err != nil {
+			if err := flows.CheckRedirectURI(u); err != nil {
 				return nil, fmt.Errorf("client %s: %w", c.ID, err)
 			}
 		}
@@ -290,23 +290,13 @@ func (c ClientConfig) clientRecord(secret string, readFiles bool) (*store.Client
 	return rec, nil
 }
 
-// checkRedirectURI applies RFC 9700 §2.1 and RFC 8252: absolute, no
-// fragment; plain http only for loopback.
-func checkRedirectURI(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme == "" {
-		return fmt.Errorf("redirect URI %q must be an absolute URI", raw)
-	}
-	if u.Fragment != "" || strings.Contains(raw, "#") {
-		return fmt.Errorf("redirect URI %q must not contain a fragment", raw)
-	}
-	if u.Scheme == "http" {
-		host := u.Hostname()
-		if host != "localhost" && host != "127.0.0.1" && host != "::1" && !strings.HasSuffix(host, ".localhost") {
-			return fmt.Errorf("redirect URI %q uses plain http on a non-loopback host; use https", raw)
-		}
-	}
-	return nil
+// errNameCollision refuses a client id that is also a username. Tokens a
+// client gets for itself carry the subject <client_id>@clients, never a
+// username; one name for both would still confuse people reading logs,
+// consents and admin listings, and an API that looks at client_id alone
+// (RFC 9068 §5).
+func errNameCollision(name string) error {
+	return fmt.Errorf("%q is both a client id and a username; give the client another id (client and user names must differ)", name)
 }
 
 // UserRecord validates u and converts it to its store record; hash is the
@@ -314,6 +304,9 @@ func checkRedirectURI(raw string) error {
 func (u UserConfig) UserRecord(hash string) (*store.User, error) {
 	if u.Username == "" {
 		return nil, errors.New("username is required")
+	}
+	if strings.HasSuffix(u.Username, flows.ClientSubjectSuffix) {
+		return nil, fmt.Errorf("username %q ends in %s, which marks the subject of client tokens; choose another", u.Username, flows.ClientSubjectSuffix)
 	}
 	verified := u.Email != ""
 	if u.EmailVerified != nil {
@@ -401,7 +394,26 @@ func (a *App) seed(ctx context.Context, repl *caddy.Replacer) error {
 		}
 		users[rec.Username] = true
 	}
-	return a.pruneConfigRecords(ctx, apis, clients, users)
+	if err := a.pruneConfigRecords(ctx, apis, clients, users); err != nil {
+		return err
+	}
+	return a.checkNameCollisions(ctx)
+}
+
+// checkNameCollisions refuses a store where a client id equals a username:
+// one side from the config, the other from the admin API (the config
+// alone is checked by Validate).
+func (a *App) checkNameCollisions(ctx context.Context) error {
+	users, err := a.store.ListUsers(ctx)
+	if err != nil {
+		return err
+	}
+	for _, u := range users {
+		if _, err := a.store.GetClient(ctx, u.Username); err == nil {
+			return errNameCollision(u.Username)
+		}
+	}
+	return nil
 }
 
 // userHash returns the argon2id hash for a configured user, reusing the

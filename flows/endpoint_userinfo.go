@@ -134,7 +134,7 @@ func (s *Server) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 		s.writeAuthError(w, r, dpop.Scheme, err)
 		return
 	}
-	if !hasScope(info.Scopes, "openid") || info.Subject == "" || info.Subject == info.ClientID {
+	if !hasScope(info.Scopes, "openid") || info.Subject == "" || info.Subject == ClientSubject(info.ClientID) {
 		fail(errInsufficientScope("userinfo needs a user's access token with the openid scope"))
 		return
 	}

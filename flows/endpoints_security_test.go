@@ -328,7 +328,7 @@ func TestHugeFormBodiesAreRefusedNot500(t *testing.T) {
 	body := "a=" + strings.Repeat("b", 1<<20)
 	for path, want := range map[string]int{
 		PathToken: 400, PathIntrospect: 400, PathRevoke: 400, PathAuthorize: 400,
-		PathLogin: 400, PathConsent: 400, PathEndSession: 400, PathUserinfo: 401,
+		PathLogin: 400, PathConsent: 400, PathEndSession: 400, PathUserinfo: 400,
 	} {
 		t.Run(path, func(t *testing.T) {
 			res := env.postRaw(path, "application/x-www-form-urlencoded", body, nil)

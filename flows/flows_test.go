@@ -293,7 +293,7 @@ func TestClientCredentialsIssuesJWTForTheAPI(t *testing.T) {
 			if typ != "at+jwt" {
 				t.Errorf("typ %q", typ)
 			}
-			if at["sub"] != backendID || at["client_id"] != backendID || at["scope"] != "read:items" || at["iss"] != testIssuer {
+			if at["sub"] != backendID+ClientSubjectSuffix || at["client_id"] != backendID || at["scope"] != "read:items" || at["iss"] != testIssuer {
 				t.Errorf("claims %v", at)
 			}
 			if aud := toStrings(at["aud"]); len(aud) != 1 || aud[0] != apiID1 {

@@ -88,11 +88,20 @@ func (s *Server) accessTTL(api *store.API) time.Duration {
 	return s.cfg.AccessTokenTTL
 }
 
+// ClientSubjectSuffix ends the subject of every token a client obtains
+// for itself (client credentials), as Auth0 does: "<client_id>@clients".
+// Usernames may not end with it, so an API never mistakes a machine token
+// for a user's (RFC 9068 §5).
+const ClientSubjectSuffix = "@clients"
+
+// ClientSubject is the sub claim of tokens a client obtains for itself.
+func ClientSubject(clientID string) string { return clientID + ClientSubjectSuffix }
+
 // newAccessToken issues an access token as an RFC 9068 JWT or, for APIs
 // that ask for it, an opaque token kept in the store.
 func (s *Server) newAccessToken(p issueParams, now time.Time) (*issuedAccess, error) {
 	exp := now.Add(s.accessTTL(p.API))
-	sub := p.Client.ID
+	sub := ClientSubject(p.Client.ID)
 	if p.User != nil {
 		sub = p.User.ID
 	}

@@ -3,9 +3,11 @@ package tests
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -118,5 +120,43 @@ func TestAdminAPIRotatesKeys(t *testing.T) {
 	}
 	if _, err := VerifyJWT(before.AccessToken, set); err != nil {
 		t.Errorf("token of the previous key no longer verifies against the JWKS: %v", err)
+	}
+}
+
+// TestAdminAPIRefusesUnsafeClientsAndNameCollisions tries, through the
+// admin API, the registrations an attacker with a foothold (or a careless
+// operator) would make: redirect URIs that run script or read files in the
+// browser, and a client named like a user (whose client-credentials
+// tokens an API could mistake for the user's).
+func TestAdminAPIRefusesUnsafeClientsAndNameCollisions(t *testing.T) {
+	g := StartGateway(t, baseCaddyfile)
+	for _, uri := range []string{"javascript:alert(document.cookie)", "data:text/html,hi", "vbscript:msgbox(1)", "file:///etc/passwd", "mailto:a@example.com"} {
+		status, body := adminCall(t, g, http.MethodPost, "/portcullis/clients", map[string]any{
+			"client_id": "evil", "public": true, "redirect_uris": []string{"https://ok.example/cb", uri}})
+		if msg, _ := body["error"].(string); status != http.StatusBadRequest || !strings.Contains(msg, uri) {
+			t.Errorf("redirect URI %s: status %d %v, want 400 naming the URI", uri, status, body)
+		}
+	}
+	if status, body := adminCall(t, g, http.MethodPost, "/portcullis/clients", map[string]any{
+		"client_id": "x", "public": true, "redirect_uris": []string{"https://ok.example/cb"}, "post_logout_redirect_uris": []string{"javascript:alert(1)"}}); status != http.StatusBadRequest {
+		t.Errorf("javascript: post-logout URI accepted: %d %v", status, body)
+	}
+	status, body := adminCall(t, g, http.MethodPost, "/portcullis/clients", map[string]any{
+		"client_id": "alice", "api_access": map[string][]string{"https://api.example.com": {"read:items"}}})
+	if status != http.StatusConflict || !strings.Contains(fmt.Sprint(body["error"]), "username") {
+		t.Errorf("a client named like user alice: %d %v, want 409", status, body)
+	}
+	if status, body := adminCall(t, g, http.MethodPost, "/portcullis/users", map[string]any{"username": "backend", "password": "pw-backend"}); status != http.StatusConflict {
+		t.Errorf("a user named like client backend: %d %v, want 409", status, body)
+	}
+	if status, body := adminCall(t, g, http.MethodPost, "/portcullis/users", map[string]any{"username": "svc@clients", "password": "pw"}); status != http.StatusBadRequest {
+		t.Errorf("a username ending in @clients: %d %v, want 400", status, body)
+	}
+	// The machine token of backend says so in its subject.
+	d := g.Discover(t)
+	_, tok := PostForm(t, d.TokenEndpoint, url.Values{"grant_type": {"client_credentials"}, "audience": {"https://api.example.com"}}, "backend", "backend-secret")
+	claims := opJWTClaims(t, tok["access_token"].(string))
+	if claims["sub"] != "backend@clients" || claims["client_id"] != "backend" {
+		t.Errorf("client-credentials claims %v, want sub backend@clients", claims)
 	}
 }

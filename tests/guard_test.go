@@ -155,8 +155,8 @@ func TestGuardProtectsAnAPIWithTokensOfTheEmbeddedServer(t *testing.T) {
 			t.Fatalf("status %d: %s", resp.StatusCode, body)
 		}
 		got := up.lastRequest()
-		want := map[string]string{"X-Forwarded-User": "backend", "X-Forwarded-Client-Id": "backend",
-			"X-Token-Sub": "backend", "X-Token-Scope": "read:items", "Authorization": ""}
+		want := map[string]string{"X-Forwarded-User": "backend@clients", "X-Forwarded-Client-Id": "backend",
+			"X-Token-Sub": "backend@clients", "X-Token-Scope": "read:items", "Authorization": ""}
 		for h, v := range want {
 			if vals := got.Header.Values(h); (v == "" && len(vals) != 0) || (v != "" && (len(vals) != 1 || vals[0] != v)) {
 				t.Errorf("upstream %s = %q, want %q", h, vals, v)
@@ -233,7 +233,7 @@ func TestGuardIntrospectsOpaqueTokensInProcessAndSeesRevocation(t *testing.T) {
 	if resp, body := callAPI(t, http.MethodGet, g.AppURL+"/opaque/stuff", "Bearer "+tok, ""); resp.StatusCode != http.StatusOK {
 		t.Fatalf("opaque token: %d %s", resp.StatusCode, body)
 	}
-	if got := up.lastRequest().Header.Get("X-Forwarded-User"); got != "backend" {
+	if got := up.lastRequest().Header.Get("X-Forwarded-User"); got != "backend@clients" {
 		t.Errorf("upstream X-Forwarded-User %q", got)
 	}
 	// The opaque token is not accepted where a JWT API is expected.

@@ -33,8 +33,8 @@ const (
 	guardPlainPath = "/api/items?q=1"
 	opaqueAudience = "https://opaque.example.com"
 	// guardUser is what the upstream sees in X-Forwarded-User: the sub of
-	// a client_credentials token is the client.
-	guardUser = backendID
+	// a client_credentials token is <client_id>@clients.
+	guardUser = backendID + "@clients"
 	// tokenParallelism bounds concurrent token requests of the setup.
 	tokenParallelism = 8
 )
