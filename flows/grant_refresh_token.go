@@ -3,6 +3,7 @@ package flows
 import (
 	"errors"
 	"slices"
+	"strings"
 
 	"github.com/portcullis-gw/portcullis/store"
 )
@@ -40,9 +41,25 @@ func (g refreshTokenGrant) Grant(req *TokenRequest) (*TokenResponse, error) {
 	if old.JKT != "" && req.dpopJKT() != old.JKT {
 		return nil, errInvalidGrant("the refresh token is bound to a DPoP key: send a DPoP proof signed with that key")
 	}
-	// "The requested scope MUST NOT include any scope not originally
-	// granted by the resource owner".
-	scopes := old.Scopes
+	user, err := s.activeUser(ctx, old.Subject)
+	if err != nil {
+		return nil, err
+	}
+	api, err := s.apiOrNil(ctx, old.Audience)
+	if err != nil {
+		return nil, err
+	}
+	// What the client, the API and the user allow may have narrowed since
+	// the grant was made (an admin cut the client's scopes, the API dropped
+	// one): what is no longer allowed is dropped from this token and from
+	// the grant's later refresh tokens, as /authorize would refuse it today.
+	granted := allowedUserScopes(req.Client, api, old.Scopes)
+	if len(granted) == 0 && len(old.Scopes) > 0 {
+		return nil, errInvalidGrant("none of the scopes of this grant (%s) is still allowed for client %s", strings.Join(old.Scopes, " "), req.Client.ID)
+	}
+	// RFC 6749 §6: "The requested scope MUST NOT include any scope not
+	// originally granted by the resource owner".
+	scopes := granted
 	if param := req.Form.Get("scope"); param != "" {
 		asked, err := parseScope(param)
 		if err != nil {
@@ -52,23 +69,18 @@ func (g refreshTokenGrant) Grant(req *TokenRequest) (*TokenResponse, error) {
 			if !slices.Contains(old.Scopes, sc) {
 				return nil, errInvalidScope("scope %q was not granted originally", sc)
 			}
+			if !slices.Contains(granted, sc) {
+				return nil, errInvalidScope("scope %q is no longer allowed for client %s", sc, req.Client.ID)
+			}
 		}
 		scopes = asked
-	}
-	user, err := s.activeUser(ctx, old.Subject)
-	if err != nil {
-		return nil, err
-	}
-	api, err := s.apiOrNil(ctx, old.Audience)
-	if err != nil {
-		return nil, err
 	}
 	grant, err := s.store.GetGrant(ctx, old.GrantID)
 	if err != nil {
 		return nil, errInvalidGrant("the grant of this refresh token is revoked or expired")
 	}
 	p := issueParams{
-		Client: req.Client, User: user, Scopes: scopes, GrantedScopes: old.Scopes, API: api, GrantID: old.GrantID,
+		Client: req.Client, User: user, Scopes: scopes, GrantedScopes: granted, API: api, GrantID: old.GrantID,
 		AuthTime: grant.AuthTime, SessionID: grant.SessionID, WithIDToken: hasScope(scopes, "openid"),
 		DPoPJKT: req.dpopJKT(),
 	}

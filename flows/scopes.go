@@ -135,6 +135,18 @@ func checkUserScopes(client *store.Client, api *store.API, scopes []string) erro
 	return nil
 }
 
+// allowedUserScopes keeps the scopes that checkUserScopes would accept
+// today, in their order.
+func allowedUserScopes(client *store.Client, api *store.API, scopes []string) []string {
+	out := make([]string, 0, len(scopes))
+	for _, sc := range scopes {
+		if checkUserScopes(client, api, []string{sc}) == nil {
+			out = append(out, sc)
+		}
+	}
+	return out
+}
+
 // consentScopes names what a user consents to: standard scopes as they
 // are, an API's scopes qualified by the API (scope tokens cannot contain a
 // space), so consent for one API never covers another API's same-named
