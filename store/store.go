@@ -54,6 +54,9 @@ type Store interface {
 	PutClient(ctx context.Context, c *Client) error
 	GetClient(ctx context.Context, id string) (*Client, error)
 	ListClients(ctx context.Context) ([]*Client, error)
+	// DeleteClient removes the client and, in the same step, revokes every
+	// grant issued to it (RevokeGrant): a client recreated later under the
+	// same id inherits no refresh token.
 	DeleteClient(ctx context.Context, id string) error
 
 	// Users who can sign in, keyed by username.

@@ -236,7 +236,12 @@ func (s *Store) ListClients(context.Context) ([]*store.Client, error) {
 
 // DeleteClient implements store.Store.
 func (s *Store) DeleteClient(_ context.Context, id string) error {
-	return s.delOne(bucketClients, id)
+	return s.update(func(tx *bolt.Tx) error {
+		if err := del(tx, bucketClients, id); err != nil {
+			return err
+		}
+		return revokeGrantsWhere(tx, s.now(), func(g *store.Grant) bool { return g.ClientID == id })
+	})
 }
 
 // PutUser implements store.Store.
@@ -560,22 +565,32 @@ func (s *Store) RevokeGrantsOfSubject(_ context.Context, subject, clientID strin
 	var n int
 	err := s.update(func(tx *bolt.Tx) error {
 		n = 0
-		grants, err := list[store.Grant](tx, bucketGrants, s.now())
-		if err != nil {
-			return err
-		}
-		for _, g := range grants {
-			if g.Subject != subject || (clientID != "" && g.ClientID != clientID) {
-				continue
+		return revokeGrantsWhere(tx, s.now(), func(g *store.Grant) bool {
+			match := g.Subject == subject && (clientID == "" || g.ClientID == clientID)
+			if match {
+				n++
 			}
-			if err := revokeGrant(tx, g.ID, s.now()); err != nil {
-				return err
-			}
-			n++
-		}
-		return nil
+			return match
+		})
 	})
 	return n, err
+}
+
+// revokeGrantsWhere revokes every live grant that match selects.
+func revokeGrantsWhere(tx *bolt.Tx, now time.Time, match func(*store.Grant) bool) error {
+	grants, err := list[store.Grant](tx, bucketGrants, now)
+	if err != nil {
+		return err
+	}
+	for _, g := range grants {
+		if !match(g) {
+			continue
+		}
+		if err := revokeGrant(tx, g.ID, now); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // GetRefreshToken implements store.Store.

@@ -66,6 +66,7 @@ func Run(t *testing.T, open func(t *testing.T) (s store.Store, setNow func(func(
 		{"RefreshTokens", testRefreshTokens},
 		{"RevokeGrant", testRevokeGrant},
 		{"RevokeGrantsOfSubject", testRevokeGrantsOfSubject},
+		{"DeleteClientRevokesItsGrants", testDeleteClientRevokesItsGrants},
 		{"AccessTokens", testAccessTokens},
 		{"RevokedJTIs", testRevokedJTIs},
 		{"Consents", testConsents},
@@ -1480,6 +1481,22 @@ func testRevokeGrantsOfSubject(t *testing.T, o opener) {
 			}
 		})
 	}
+}
+
+// testDeleteClientRevokesItsGrants: deleting a client revokes the grants
+// issued to it, and only those, so a client recreated under the same id
+// inherits no refresh token.
+func testDeleteClientRevokesItsGrants(t *testing.T, o opener) {
+	f := o.fresh(t)
+	ok(t, f.s.PutClient(f.ctx, &store.Client{ID: "app1"}), "PutClient")
+	mine := issueFamily(t, f, "alice-app1", "alice", "app1")
+	other := issueFamily(t, f, "alice-app2", "alice", "app2")
+	ok(t, f.s.DeleteClient(f.ctx, "app1"), "DeleteClient")
+	_, err := f.s.GetClient(f.ctx, "app1")
+	is(t, err, store.ErrNotFound, "GetClient after delete")
+	mine.gone(t, f)
+	other.intact(t, f)
+	ok(t, f.s.DeleteClient(f.ctx, "never-there"), "DeleteClient unknown")
 }
 
 // --- access tokens ---
