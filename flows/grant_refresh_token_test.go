@@ -16,7 +16,7 @@ import (
 func TestRefreshReChecksCurrentPermissions(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	// narrowed returns a copy of the webapp client limited to scopes.
+	// webapp is the stored record of the webapp client.
 	webapp := func(t *testing.T, env *testEnv) *store.Client {
 		c, err := env.store.GetClient(ctx, webappID)
 		if err != nil {
