@@ -84,6 +84,13 @@ type BearerAuth struct {
 	CacheTTL         caddy.Duration `json:"cache_ttl,omitempty"`
 	NegativeCacheTTL caddy.Duration `json:"negative_cache_ttl,omitempty"`
 	CacheEntries     int            `json:"cache_entries,omitempty"`
+	// IntrospectJWTs checks every JWT at the introspection endpoint too
+	// (through the cache), so that a remote issuer's revocation reaches
+	// this API within CacheTTL instead of at the token's exp. Needs
+	// ClientID and ClientSecret. Not needed when the issuer is this
+	// Caddy's embedded server, whose revocations are seen at once.
+	// Default: off.
+	IntrospectJWTs bool `json:"introspect_jwts,omitempty"`
 	// DecryptionKeys are PEM private key files for JWE access tokens.
 	DecryptionKeys []string `json:"decryption_keys,omitempty"`
 	// Resource is this API's identifier in its RFC 9728 metadata. Default:
@@ -132,7 +139,7 @@ func (h *BearerAuth) Provision(ctx caddy.Context) error {
 		ClientID: h.ClientID, ClientSecret: repl.ReplaceKnown(h.ClientSecret, ""),
 		CacheTTL: time.Duration(h.CacheTTL), NegativeTTL: time.Duration(h.NegativeCacheTTL), CacheEntries: h.CacheEntries,
 		DecryptionKeys: decryption, Resource: h.Resource, ResourceName: h.ResourceName, ServeMetadata: !h.DisableMetadata,
-		RequireDPoP: h.RequireDPoP, Logger: h.logger,
+		RequireDPoP: h.RequireDPoP, IntrospectJWTs: h.IntrospectJWTs, Logger: h.logger,
 	}
 	// DPoP proofs name the URL the client requested, before any rewrite
 	// (handle_path, uri strip_prefix) changed r.URL.
@@ -158,9 +165,14 @@ func (h *BearerAuth) Provision(ctx caddy.Context) error {
 	// An explicit introspection endpoint or client is the user's choice of
 	// HTTP introspection; otherwise this Caddy's own server answers in
 	// process.
-	if srv := h.embeddedServer(ctx); srv != nil && h.IntrospectionEndpoint == "" && h.ClientID == "" {
+	srv := h.embeddedServer(ctx)
+	if srv != nil && h.IntrospectionEndpoint == "" && h.ClientID == "" {
 		cfg.Introspector = inProcessIntrospector{srv}
 		h.logger.Info("opaque tokens of the embedded authorization server are introspected in process", zap.String("issuer", h.Issuer))
+	}
+	if srv != nil {
+		// Revoked JWTs of this Caddy's own server are refused at once.
+		cfg.Revocations = srv
 	}
 	if h.guard, err = proxy.NewGuard(cfg); err != nil {
 		return fmt.Errorf("bearer_auth: %w", err)
@@ -243,5 +255,6 @@ var (
 	_ caddy.CleanerUpper          = (*BearerAuth)(nil)
 	_ caddyhttp.MiddlewareHandler = (*BearerAuth)(nil)
 	_ proxy.Introspector          = inProcessIntrospector{}
+	_ proxy.RevocationList        = (*flows.Server)(nil)
 	_ proxy.GuardMetrics          = (*guardMetrics)(nil)
 )

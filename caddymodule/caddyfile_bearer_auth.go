@@ -36,6 +36,7 @@ func init() {
 //		cache_ttl <duration>
 //		negative_cache_ttl <duration>
 //		cache_entries <n>
+//		introspect_jwts
 //		decryption_key <pem file>
 //		resource <uri>
 //		resource_name <name>
@@ -123,6 +124,9 @@ func parseBearerAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error
 			err = noArgs(d)
 		case "dpop_nonce":
 			m.DPoPNonce = true
+			err = noArgs(d)
+		case "introspect_jwts":
+			m.IntrospectJWTs = true
 			err = noArgs(d)
 		default:
 			err = d.Errf("unrecognized bearer_auth option %q", d.Val())

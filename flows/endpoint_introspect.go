@@ -60,6 +60,15 @@ func (s *Server) IntrospectAccessToken(ctx context.Context, tok string) (map[str
 	return s.introspectionResponse(info), nil
 }
 
+// AccessTokenRevoked reports whether the JWT access token with this jti
+// was revoked before it expired — with its grant (a replayed code, a
+// reused refresh token, a deleted user or client) or on its own at the
+// revocation endpoint. It is an API guard's per-request check: the store
+// answers from memory.
+func (s *Server) AccessTokenRevoked(ctx context.Context, jti string) (bool, error) {
+	return s.store.IsJTIRevoked(ctx, jti)
+}
+
 // introspectionResponse is the RFC 7662 §2.2 response for a valid token.
 func (s *Server) introspectionResponse(info *tokenInfo) map[string]any {
 	resp := map[string]any{

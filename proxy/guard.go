@@ -142,6 +142,19 @@ type GuardConfig struct {
 	// with the DPoP scheme pass.
 	RequireDPoP bool
 
+	// Revocations, when set, is asked about every JWT's jti after its
+	// signature and claims pass: the embedded authorization server of the
+	// same Caddy answers from memory, so a token it revoked (a replayed
+	// code, a reused refresh token, /revoke) is refused at once.
+	Revocations RevocationList
+	// IntrospectJWTs also introspects every verified JWT (RFC 7662,
+	// through the introspection cache) and refuses it when inactive: for a
+	// remote issuer whose revocations must reach the API before the
+	// token's exp. A revoked JWT then passes for at most CacheTTL after its
+	// revocation; without it, until it expires. Needs an introspection
+	// endpoint and ClientID, or an Introspector.
+	IntrospectJWTs bool
+
 	// HTTPClient talks to the issuer. Default: a client with a 15 s
 	// timeout.
 	HTTPClient *http.Client
@@ -167,6 +180,15 @@ type Introspector interface {
 	// Introspect returns the RFC 7662 response members for token ("active"
 	// false or missing = inactive).
 	Introspect(ctx context.Context, token string) (map[string]any, error)
+}
+
+// RevocationList knows which JWT access tokens its issuer revoked before
+// they expired. Implementations must be safe for concurrent use, and fast:
+// the guard asks on every request that carries a JWT.
+type RevocationList interface {
+	// AccessTokenRevoked reports whether the token with this jti was
+	// revoked.
+	AccessTokenRevoked(ctx context.Context, jti string) (bool, error)
 }
 
 // GuardMetrics receives the guard's events. Implementations must be safe
@@ -279,6 +301,9 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 	algs, err := parseAlgorithms(cfg.Algorithms)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.IntrospectJWTs && cfg.Introspector == nil && cfg.ClientID == "" {
+		return nil, errors.New("introspecting JWTs needs the client_id (and client_secret) the guard introspects with")
 	}
 	if cfg.BaseURL != "" {
 		u, err := url.Parse(cfg.BaseURL)
@@ -443,14 +468,57 @@ func (g *Guard) authenticate(r *http.Request, creds credentials) (*Token, *guard
 // opaque token introspected.
 func (g *Guard) validate(ctx context.Context, iss *guardIssuer, raw string) (*Token, *guardError) {
 	key := tokenKey(raw)
+	var tok *Token
+	var gerr *guardError
 	switch strings.Count(raw, ".") {
 	case 2:
-		return g.verifyJWT(ctx, iss, raw, key, false)
+		tok, gerr = g.verifyJWT(ctx, iss, raw, key, false)
 	case 4:
-		return g.verifyJWT(ctx, iss, raw, key, true)
+		tok, gerr = g.verifyJWT(ctx, iss, raw, key, true)
 	default:
 		return g.introspect(ctx, iss, raw, key)
 	}
+	if gerr != nil {
+		return nil, gerr
+	}
+	return tok, g.checkRevoked(ctx, iss, raw, key, tok)
+}
+
+var errRevoked = tokenError("the access token was revoked", nil)
+
+// checkRevoked asks whether a verified JWT was revoked since it was
+// issued: the in-process revocation list, then introspection when
+// configured. Neither answer is cached with the verified token, so a
+// revocation is seen by the next request.
+func (g *Guard) checkRevoked(ctx context.Context, iss *guardIssuer, raw string, key [32]byte, tok *Token) *guardError {
+	if g.cfg.Revocations != nil {
+		if jti := tok.ClaimString("jti"); jti != "" {
+			revoked, err := g.cfg.Revocations.AccessTokenRevoked(ctx, jti)
+			if err != nil {
+				e := *errUnavailable
+				e.reason, e.cause = "revocation check failed", err
+				return &e
+			}
+			if revoked {
+				return errRevoked
+			}
+		}
+	}
+	if !g.cfg.IntrospectJWTs {
+		return nil
+	}
+	if iss.introspector == nil {
+		e := *errUnavailable
+		e.reason = "the issuer advertises no introspection endpoint to check JWTs at"
+		return &e
+	}
+	if _, gerr := g.introspect(ctx, iss, raw, key); gerr != nil {
+		if gerr.status == http.StatusUnauthorized {
+			return errRevoked
+		}
+		return gerr
+	}
+	return nil
 }
 
 // authorize checks the token's scopes and required claims.

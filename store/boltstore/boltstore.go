@@ -72,6 +72,9 @@ const (
 type Store struct {
 	db  *bolt.DB
 	now func() time.Time
+	// revoked mirrors bucketJTI: one process owns the file, so every
+	// revocation passes through this Store and the copy stays exact.
+	revoked *jtiSet
 }
 
 // Open opens (creating when needed) the database at path. The file is
@@ -100,7 +103,12 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialising bbolt store %s: %w", path, err)
 	}
-	return &Store{db: db, now: time.Now}, nil
+	s := &Store{db: db, now: time.Now, revoked: newJTISet()}
+	if err := s.loadRevoked(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("reading revoked token ids from %s: %w", path, err)
+	}
+	return s, nil
 }
 
 // PageWrites reports how many pages write transactions have committed to
@@ -240,7 +248,7 @@ func (s *Store) DeleteClient(_ context.Context, id string) error {
 		if err := del(tx, bucketClients, id); err != nil {
 			return err
 		}
-		return revokeGrantsWhere(tx, s.now(), func(g *store.Grant) bool { return g.ClientID == id })
+		return s.revokeGrantsWhere(tx, s.now(), func(g *store.Grant) bool { return g.ClientID == id })
 	})
 }
 
@@ -507,7 +515,7 @@ func (s *Store) IssueGrant(_ context.Context, g *store.Grant, rt *store.RefreshT
 // itself was not stored yet: far longer than any code redemption takes.
 const tombstoneTTL = time.Hour
 
-func revokeGrant(tx *bolt.Tx, id string, now time.Time) error {
+func (s *Store) revokeGrant(tx *bolt.Tx, id string, now time.Time) error {
 	exp := now.Add(tombstoneTTL)
 	if raw := tx.Bucket(bucketGrants).Get([]byte(id)); raw != nil {
 		if ge := expiryOf(raw); ge.After(exp) {
@@ -535,10 +543,12 @@ func revokeGrant(tx *bolt.Tx, id string, now time.Time) error {
 				// A JWT cannot be deleted: remember its jti as revoked
 				// until it would have expired.
 				if raw := tx.Bucket(bucketAccess).Get(digest); raw != nil {
-					mark, _ := encode(struct{}{}, expiryOf(raw))
+					exp := expiryOf(raw)
+					mark, _ := encode(struct{}{}, exp)
 					if err := tx.Bucket(bucketJTI).Put(append([]byte(nil), jti...), mark); err != nil {
 						return err
 					}
+					s.revoked.add(string(jti), exp)
 				}
 			}
 		}
@@ -557,7 +567,7 @@ func (s *Store) RevokeGrant(_ context.Context, id string) error {
 	if id == "" {
 		return nil
 	}
-	return s.update(func(tx *bolt.Tx) error { return revokeGrant(tx, id, s.now()) })
+	return s.update(func(tx *bolt.Tx) error { return s.revokeGrant(tx, id, s.now()) })
 }
 
 // RevokeGrantsOfSubject implements store.Store.
@@ -565,7 +575,7 @@ func (s *Store) RevokeGrantsOfSubject(_ context.Context, subject, clientID strin
 	var n int
 	err := s.update(func(tx *bolt.Tx) error {
 		n = 0
-		return revokeGrantsWhere(tx, s.now(), func(g *store.Grant) bool {
+		return s.revokeGrantsWhere(tx, s.now(), func(g *store.Grant) bool {
 			match := g.Subject == subject && (clientID == "" || g.ClientID == clientID)
 			if match {
 				n++
@@ -577,7 +587,7 @@ func (s *Store) RevokeGrantsOfSubject(_ context.Context, subject, clientID strin
 }
 
 // revokeGrantsWhere revokes every live grant that match selects.
-func revokeGrantsWhere(tx *bolt.Tx, now time.Time, match func(*store.Grant) bool) error {
+func (s *Store) revokeGrantsWhere(tx *bolt.Tx, now time.Time, match func(*store.Grant) bool) error {
 	grants, err := list[store.Grant](tx, bucketGrants, now)
 	if err != nil {
 		return err
@@ -586,7 +596,7 @@ func revokeGrantsWhere(tx *bolt.Tx, now time.Time, match func(*store.Grant) bool
 		if !match(g) {
 			continue
 		}
-		if err := revokeGrant(tx, g.ID, now); err != nil {
+		if err := s.revokeGrant(tx, g.ID, now); err != nil {
 			return err
 		}
 	}
@@ -688,18 +698,17 @@ func (s *Store) DeleteAccessToken(_ context.Context, digest string) error {
 
 // RevokeJTI implements store.Store.
 func (s *Store) RevokeJTI(_ context.Context, jti string, expiresAt time.Time) error {
+	if jti == "" {
+		return errors.New("boltstore: empty jti")
+	}
+	s.revoked.add(jti, expiresAt)
 	return s.putOne(bucketJTI, jti, struct{}{}, expiresAt)
 }
 
-// IsJTIRevoked implements store.Store.
+// IsJTIRevoked implements store.Store. It reads the in-memory copy of the
+// revoked ids, not the file: API guards ask it on every request.
 func (s *Store) IsJTIRevoked(_ context.Context, jti string) (bool, error) {
-	var revoked bool
-	err := s.view(func(tx *bolt.Tx) error {
-		raw := tx.Bucket(bucketJTI).Get([]byte(jti))
-		revoked = raw != nil && store.Live(expiryOf(raw), s.now())
-		return nil
-	})
-	return revoked, err
+	return s.revoked.has(jti, s.now()), nil
 }
 
 // --- consents, sessions, keys, secrets ---
@@ -882,6 +891,7 @@ func (s *Store) Sweep(_ context.Context, now time.Time) (int, error) {
 		}
 		return nil
 	})
+	s.revoked.sweep(now)
 	return removed, err
 }
 
