@@ -253,7 +253,19 @@ func (m *Manager) Sign(claims any, typ string) (string, error) {
 		}
 		s, _ = cur.signers.LoadOrStore(typ, signer)
 	}
-	return jwt.Signed(s.(jose.Signer)).Claims(claims).Serialize()
+	// The claims are marshalled once, with encoding/json, and signed by
+	// go-jose as a plain JWS payload: go-jose's jwt builder would marshal
+	// them, decode them into a map and marshal the map again — a fifth of
+	// a token's cost at the token endpoint, for the same bytes.
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", fmt.Errorf("encoding claims: %w", err)
+	}
+	obj, err := s.(jose.Signer).Sign(payload)
+	if err != nil {
+		return "", err
+	}
+	return obj.CompactSerialize()
 }
 
 // ErrUnknownKey means a token names a kid that is not (or no longer) in
