@@ -75,6 +75,9 @@ type Store struct {
 	// revoked mirrors bucketJTI: one process owns the file, so every
 	// revocation passes through this Store and the copy stays exact.
 	revoked *jtiSet
+	// clients and apis keep decoded records for the token endpoint.
+	clients *recordCache[store.Client]
+	apis    *recordCache[store.API]
 }
 
 // Open opens (creating when needed) the database at path. The file is
@@ -103,7 +106,8 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialising bbolt store %s: %w", path, err)
 	}
-	s := &Store{db: db, now: time.Now, revoked: newJTISet()}
+	s := &Store{db: db, now: time.Now, revoked: newJTISet(),
+		clients: newRecordCache((*store.Client).Clone), apis: newRecordCache((*store.API).Clone)}
 	if err := s.loadRevoked(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("reading revoked token ids from %s: %w", path, err)
@@ -205,6 +209,20 @@ func getOne[T any](s *Store, bucket []byte, key string) (*T, error) {
 	return v, nil
 }
 
+// getCached is getOne through a record cache.
+func getCached[T any](s *Store, c *recordCache[T], bucket []byte, key string) (*T, error) {
+	v, gen, ok := c.get(key)
+	if ok {
+		return v, nil
+	}
+	v, err := getOne[T](s, bucket, key)
+	if err != nil {
+		return nil, err
+	}
+	c.add(key, v, gen)
+	return v, nil
+}
+
 func listAll[T any](s *Store, bucket []byte) ([]*T, error) {
 	var out []*T
 	err := s.view(func(tx *bolt.Tx) (err error) {
@@ -229,12 +247,13 @@ func (s *Store) delOne(bucket []byte, key string) error {
 
 // PutClient implements store.Store.
 func (s *Store) PutClient(_ context.Context, c *store.Client) error {
+	defer s.clients.changed(c.ID)
 	return s.putOne(bucketClients, c.ID, c, time.Time{})
 }
 
 // GetClient implements store.Store.
 func (s *Store) GetClient(_ context.Context, id string) (*store.Client, error) {
-	return getOne[store.Client](s, bucketClients, id)
+	return getCached(s, s.clients, bucketClients, id)
 }
 
 // ListClients implements store.Store.
@@ -244,6 +263,7 @@ func (s *Store) ListClients(context.Context) ([]*store.Client, error) {
 
 // DeleteClient implements store.Store.
 func (s *Store) DeleteClient(_ context.Context, id string) error {
+	defer s.clients.changed(id)
 	return s.update(func(tx *bolt.Tx) error {
 		if err := del(tx, bucketClients, id); err != nil {
 			return err
@@ -280,12 +300,13 @@ func (s *Store) DeleteUser(_ context.Context, username string) error {
 
 // PutAPI implements store.Store.
 func (s *Store) PutAPI(_ context.Context, a *store.API) error {
+	defer s.apis.changed(a.Identifier)
 	return s.putOne(bucketAPIs, a.Identifier, a, time.Time{})
 }
 
 // GetAPI implements store.Store.
 func (s *Store) GetAPI(_ context.Context, identifier string) (*store.API, error) {
-	return getOne[store.API](s, bucketAPIs, identifier)
+	return getCached(s, s.apis, bucketAPIs, identifier)
 }
 
 // ListAPIs implements store.Store.
@@ -295,6 +316,7 @@ func (s *Store) ListAPIs(context.Context) ([]*store.API, error) {
 
 // DeleteAPI implements store.Store.
 func (s *Store) DeleteAPI(_ context.Context, identifier string) error {
+	defer s.apis.changed(identifier)
 	return s.delOne(bucketAPIs, identifier)
 }
 
