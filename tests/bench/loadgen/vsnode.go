@@ -40,6 +40,10 @@ import (
 	"time"
 )
 
+// cleanCores is how much of the servers' CPU other processes may use in a
+// round before the summary names the round as disturbed.
+const cleanCores = 0.05
+
 // tokenVsNodeTarget is the requirement: Portcullis issues at least 3× the
 // tokens per second of node oidc-provider, measured the same way.
 const tokenVsNodeTarget = 3.0
@@ -442,11 +446,21 @@ func summarizeTokenVsNode(sides []*tokenSide, all []*vsRound, concurrency int) [
 		by[v.side] = append(by[v.side], v)
 	}
 	pc, nd := by[sides[0]], by[sides[1]]
-	var ratios, cpuRatios, others, pinned []float64
-	var loadgenBusy, serverIdle []int
+	var ratios, cpuRatios, others, pinned, cleanRatios []float64
+	var dirty []int
+	var loadgenBusy, serverIdle []string
 	for k := range min(len(pc), len(nd)) {
 		if b := nd[k].r.rate(); b > 0 {
 			ratios = append(ratios, pc[k].r.rate()/b)
+			// A clean pair: on neither side did other processes take
+			// more than cleanCores of the servers' CPU.
+			if pc[k].r.cpu.pinnedOK && nd[k].r.cpu.pinnedOK {
+				if pc[k].r.cpu.pinnedOther <= cleanCores && nd[k].r.cpu.pinnedOther <= cleanCores {
+					cleanRatios = append(cleanRatios, pc[k].r.rate()/b)
+				} else {
+					dirty = append(dirty, pc[k].round)
+				}
+			}
 		}
 		if a := pc[k].micros(); a > 0 {
 			cpuRatios = append(cpuRatios, nd[k].micros()/a)
@@ -458,10 +472,10 @@ func summarizeTokenVsNode(sides []*tokenSide, all []*vsRound, concurrency int) [
 			pinned = append(pinned, v.r.cpu.pinnedOther)
 		}
 		if v.r.cpu.loadgen > 0.9 {
-			loadgenBusy = append(loadgenBusy, v.round)
+			loadgenBusy = append(loadgenBusy, fmt.Sprintf("%d %s", v.round, v.side.name))
 		}
 		if v.r.cpu.serverOK && v.r.cpu.server < 0.9 {
-			serverIdle = append(serverIdle, v.round)
+			serverIdle = append(serverIdle, fmt.Sprintf("%d %s", v.round, v.side.name))
 		}
 	}
 	med := func(vs []*vsRound, f func(*vsRound) float64) float64 {
@@ -490,6 +504,14 @@ func summarizeTokenVsNode(sides []*tokenSide, all []*vsRound, concurrency int) [
 		verdict = "PASS"
 	}
 	fmt.Printf("  median ratio %.2f× (target ≥ %.0f×: %s)\n", medRatio, tokenVsNodeTarget, verdict)
+	if len(dirty) > 0 {
+		clean := "none left"
+		if len(cleanRatios) > 0 {
+			clean = fmt.Sprintf("%.2f× over the %d others", median(cleanRatios), len(cleanRatios))
+		}
+		fmt.Printf("  rounds where other processes took more than %.2f core of the servers' CPU from either side: %v; median ratio %s (for information: the figure is the median over all rounds)\n",
+			cleanCores, dirty, clean)
+	}
 	fmt.Printf("  median tokens/s: portcullis %.0f, node %.0f\n", med(pc, rate), med(nd, rate))
 	medCPU := 0.0
 	if len(cpuRatios) > 0 {
@@ -508,10 +530,10 @@ func summarizeTokenVsNode(sides []*tokenSide, all []*vsRound, concurrency int) [
 		fmt.Printf("  %s: %d tokens decoded and verified (ES256 signature by a JWKS key, typ at+jwt, iss, aud, client_id, scope, exp, unique jti)\n", sd.name, sd.checked)
 	}
 	if len(loadgenBusy) > 0 {
-		fmt.Printf("WARNING: the load generator used more than 0.9 core in rounds %v: it may have set the pace, not the server.\n", loadgenBusy)
+		fmt.Printf("WARNING: the load generator used more than 0.9 core in rounds %s: it may have set the pace, not the server.\n", strings.Join(loadgenBusy, ", "))
 	}
 	if len(serverIdle) > 0 {
-		fmt.Printf("WARNING: the server under test used less than 0.9 core in rounds %v: other processes took its core, or the load generator could not keep it busy.\n", serverIdle)
+		fmt.Printf("WARNING: the server under test used less than 0.9 core in rounds %s: other processes took its core, or the load generator could not keep it busy.\n", strings.Join(serverIdle, ", "))
 	}
 	if len(others) > 0 && slices.Max(others) > noisyCores {
 		fmt.Printf("WARNING: other processes used more than %.1f core during some rounds: the figures are noisy; re-measure on a quiet machine.\n", noisyCores)
