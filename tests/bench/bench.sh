@@ -227,7 +227,7 @@ EOF
 	fi
 	echo "== ready: caddy pid $CADDY_PID ($(go version "$WORK/caddy" | awk '{print $2}'), CPUs $(taskset -cp "$CADDY_PID" | awk '{print $NF}')), node pid $NODE_PID ($(node --version), oidc-provider $(node -p "require('$OP_DIR/node_modules/oidc-provider/package.json').version"), CPUs $(taskset -cp "$NODE_PID" | awk '{print $NF}')), load generator on CPU $LOADGEN_CPU"
 	vsnode() {
-		taskset -c "$LOADGEN_CPU" "$WORK/loadgen" -scenario token_vs_node -base "$BASE" -server-pid "$CADDY_PID" -server-cpu "$SERVER_CPU" \
+		taskset -c "$LOADGEN_CPU" "$WORK/loadgen" -scenario token_vs_node -base "$BASE" -server-pid "$CADDY_PID" -server-cpu "$SERVER_CPU" -loadgen-cpu "$LOADGEN_CPU" \
 			-node-base "$NODE_BASE" -node-pid "$NODE_PID" -concurrency "$CONC" -warmup "$WARMUP" "$@"
 	}
 	if [ "${BENCH_PROFILE:-0}" = 1 ]; then

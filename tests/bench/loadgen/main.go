@@ -163,6 +163,7 @@ func main() {
 	flag.StringVar(&vsOpts.nodeBase, "node-base", "", "token_vs_node: issuer URL of the node oidc-provider compared with -base (loopback only)")
 	flag.IntVar(&vsOpts.nodePID, "node-pid", 0, "token_vs_node: process id of the node oidc-provider, for its CPU per token")
 	flag.IntVar(&serverCPU, "server-cpu", -1, "token_vs_node: the CPU the servers are pinned to, to report what other processes used of it (-1: none)")
+	flag.IntVar(&loadgenCPU, "loadgen-cpu", -1, "token_vs_node: the CPU the load generator is pinned to, to report what other processes used of it (-1: none)")
 	flag.Float64Var(&vsOpts.roundSeconds, "round-seconds", 5, "token_vs_node: measured seconds per side and round (after -warmup); -rounds rounds")
 	flag.IntVar(&cibaOpts.pushConcurrency, "ciba-push-concurrency", 4, "ciba_push_latency: workers, each approving its own user's requests one at a time")
 	flag.Parse()
@@ -1025,6 +1026,10 @@ type cpuSample struct {
 	// (-server-cpu), seconds; pinnedOK when there is one.
 	pinnedBusy float64
 	pinnedOK   bool
+	// lgPinnedBusy is the same for the load generator's CPU
+	// (-loadgen-cpu).
+	lgPinnedBusy float64
+	lgPinnedOK   bool
 }
 
 type cpuUsage struct {
@@ -1035,6 +1040,10 @@ type cpuUsage struct {
 	// process may have taken from it.
 	pinnedOther float64
 	pinnedOK    bool
+	// lgPinnedOther is what every process but the load generator used of
+	// its CPU (-loadgen-cpu), as cores: CPU taken from the load generator.
+	lgPinnedOther float64
+	lgPinnedOK    bool
 }
 
 // peerPID is the guard scenario's second Caddy (the one that introspects
@@ -1061,15 +1070,8 @@ func sampleCPU(serverPID, upstreamPID int) cpuSample {
 	if s.busy, s.irq, s.idle, ok = cpuTimes(line, "cpu"); !ok {
 		return s
 	}
-	if serverCPU >= 0 {
-		name := "cpu" + strconv.Itoa(serverCPU)
-		for line := range strings.Lines(string(raw)) {
-			if strings.HasPrefix(line, name+" ") {
-				s.pinnedBusy, _, _, s.pinnedOK = cpuTimes(line, name)
-				break
-			}
-		}
-	}
+	s.pinnedBusy, s.pinnedOK = cpuBusy(string(raw), serverCPU)
+	s.lgPinnedBusy, s.lgPinnedOK = cpuBusy(string(raw), loadgenCPU)
 	if s.self, ok = procCPU("self"); !ok {
 		return s
 	}
@@ -1110,8 +1112,25 @@ func procCPU(pid string) (float64, bool) {
 	return (ut + st) / clockTicks, true
 }
 
-// serverCPU is the CPU the server is pinned to (-server-cpu), -1 for none.
-var serverCPU = -1
+// serverCPU and loadgenCPU are the CPUs the server and the load generator
+// are pinned to (-server-cpu, -loadgen-cpu), -1 for none.
+var serverCPU, loadgenCPU = -1, -1
+
+// cpuBusy is the busy time of CPU n in /proc/stat's text, false for n < 0
+// or a CPU it does not list.
+func cpuBusy(stat string, n int) (float64, bool) {
+	if n < 0 {
+		return 0, false
+	}
+	name := "cpu" + strconv.Itoa(n)
+	for line := range strings.Lines(stat) {
+		if strings.HasPrefix(line, name+" ") {
+			busy, _, _, ok := cpuTimes(line, name)
+			return busy, ok
+		}
+	}
+	return 0, false
+}
 
 // cpuTimes reads a /proc/stat line named name: user nice system idle
 // iowait irq softirq steal, in seconds. Interrupt time is apart: with
@@ -1151,6 +1170,9 @@ func (a cpuSample) usage(b cpuSample) cpuUsage {
 	}
 	if u.pinnedOK = a.pinnedOK && b.pinnedOK && u.serverOK; u.pinnedOK {
 		u.pinnedOther = max(0, (b.pinnedBusy-a.pinnedBusy)/wall-u.server)
+	}
+	if u.lgPinnedOK = a.lgPinnedOK && b.lgPinnedOK; u.lgPinnedOK {
+		u.lgPinnedOther = max(0, (b.lgPinnedBusy-a.lgPinnedBusy)/wall-u.loadgen)
 	}
 	u.upstreamOK = a.upstreamOK && b.upstreamOK
 	if u.upstreamOK {
