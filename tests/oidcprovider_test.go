@@ -279,7 +279,7 @@ func (op *ExternalOP) start(node, dir string, env []string) error {
 var opServerVars = []string{
 	"PORT", "ISSUER", "CLIENTS_JSON", "ACCOUNTS_JSON", "ACCESS_TOKEN_TTL", "ROTATE_REFRESH_TOKENS",
 	"ISS_WITH_ID_TOKEN", "REQUIRE_PAR", "CONFORM_ID_TOKEN_CLAIMS",
-	"RESOURCE_SERVERS_JSON", "CLIENT_CREDENTIALS", "REVOCATION",
+	"RESOURCE_SERVERS_JSON", "CLIENT_CREDENTIALS", "REVOCATION", "LOG_GRANTS",
 }
 
 // opInheritedEnv is the environment of go test without opServerVars.

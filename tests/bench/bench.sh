@@ -17,7 +17,11 @@
 #                      client_credentials, authcode_roundtrip, jwks, discovery,
 #                      device_code, device_poll_pending (device: both),
 #                      ciba_authorize, ciba_poll_pending, ciba_push_latency
-#                      (ciba: all three), gateway, guard
+#                      (ciba: all three), gateway, guard; or token_vs_node
+#                      alone (never part of all): Portcullis' token endpoint
+#                      against node oidc-provider, each server pinned to
+#                      BENCH_SERVER_CPU and the load generator to
+#                      BENCH_LOADGEN_CPU (see tests/bench/README.md)
 #   BENCH_DEVICE_CODES device_poll_pending: device codes issued before the
 #                      clock starts and polled in turn, each once per
 #                      interval (default 20000)
@@ -34,7 +38,16 @@
 #                      are spread over (default 1024)
 #   BENCH_ROUNDS       gateway, guard: rounds each side's measured time is
 #                      split into, alternating the order of the sides
+#                      (default 20); token_vs_node: rounds, each measuring
+#                      portcullis then node for BENCH_ROUND_SECONDS
 #                      (default 20)
+#   BENCH_ROUND_SECONDS
+#                      token_vs_node: measured seconds per side and round,
+#                      after BENCH_WARMUP untimed ones (default 5)
+#   BENCH_SERVER_CPU, BENCH_LOADGEN_CPU
+#                      token_vs_node: the CPU both servers are pinned to and
+#                      the one the load generator is pinned to (taskset -c;
+#                      default 0 and 1)
 #   BENCH_LATENCY_SECONDS, BENCH_LATENCY_CONCURRENCY
 #                      gateway, guard: the low-concurrency latency phase,
 #                      seconds per side and workers (default 5 and 1; 0 s
@@ -53,7 +66,9 @@
 #                      device_poll_pending, ciba_authorize, ciba_poll_pending,
 #                      gateway and guard load (only the ones BENCH_SCENARIO
 #                      names, if it is a list) and print the top of
-#                      `go tool pprof -top`
+#                      `go tool pprof -top`; with token_vs_node, a CPU
+#                      profile and the allocations of the pinned Portcullis
+#                      under the token_vs_node requests, before the rounds
 #   BENCH_KEEP=1       keep the temporary directory (Caddyfile, caddy.log,
 #                      profiles) instead of deleting it
 #
@@ -76,6 +91,17 @@ ROUNDS="${BENCH_ROUNDS:-20}"
 LAT_SECONDS="${BENCH_LATENCY_SECONDS:-5}"
 LAT_CONC="${BENCH_LATENCY_CONCURRENCY:-1}"
 COLD_TOKENS="${BENCH_COLD_TOKENS:-500}"
+ROUND_SECONDS="${BENCH_ROUND_SECONDS:-5}"
+SERVER_CPU="${BENCH_SERVER_CPU:-0}"
+LOADGEN_CPU="${BENCH_LOADGEN_CPU:-1}"
+case ",$SCENARIO," in
+*,token_vs_node,*)
+	if [ "$SCENARIO" != token_vs_node ]; then
+		echo "bench.sh: token_vs_node runs alone (BENCH_SCENARIO=token_vs_node): it pins its own servers" >&2
+		exit 2
+	fi
+	;;
+esac
 # The second Caddy is needed by the guard scenario only.
 HTTP_INTROSPECTION=0
 case ",$SCENARIO," in
@@ -86,6 +112,7 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/portcullis-bench.XXXXXX")"
 CADDY_PID=""
 CADDY2_PID=""
 UPSTREAM_PID=""
+NODE_PID=""
 # stop_caddy stops one of the Caddy processes this script started, by pid.
 stop_caddy() {
 	local pid=$1
@@ -107,6 +134,7 @@ cleanup() {
 	fi
 	stop_caddy "$CADDY2_PID"
 	stop_caddy "$CADDY_PID"
+	stop_caddy "$NODE_PID" # the same: SIGTERM, SIGKILL after 5 s
 	if [ "${BENCH_KEEP:-0}" = 1 ]; then
 		echo "== kept $WORK"
 	else
@@ -121,6 +149,133 @@ trap 'exit 143' TERM
 echo "== building caddy + portcullis and the load generator into $WORK"
 (cd "$ROOT" && go build -o "$WORK/caddy" ./cmd/portcullis)
 (cd "$ROOT" && go build -o "$WORK/loadgen" ./tests/bench/loadgen)
+
+# --- token_vs_node: Portcullis against node oidc-provider, side by side ---
+#
+# Both servers are pinned to BENCH_SERVER_CPU and run throughout; the load
+# generator, pinned to BENCH_LOADGEN_CPU, loads one at a time, alternating
+# portcullis, node, portcullis, node… (see tests/bench/README.md). Both get
+# the same client (backend, client_secret_basic), the same API
+# (https://api.example.com, scope read:items, an ES256 JWT access token
+# valid 1 h) and the same request; neither writes an access log.
+if [ "$SCENARIO" = token_vs_node ]; then
+	for tool in taskset node npm; do
+		if ! command -v "$tool" >/dev/null; then
+			echo "bench.sh: token_vs_node needs $tool on PATH" >&2
+			exit 1
+		fi
+	done
+	if [ "$SERVER_CPU" = "$LOADGEN_CPU" ] || [ "$(getconf _NPROCESSORS_ONLN)" -lt 2 ]; then
+		echo "bench.sh: token_vs_node needs two CPUs, the servers' (BENCH_SERVER_CPU=$SERVER_CPU) apart from the load generator's (BENCH_LOADGEN_CPU=$LOADGEN_CPU)" >&2
+		exit 1
+	fi
+	OP_DIR="$ROOT/tests/oidcprovider"
+	if [ ! -f "$OP_DIR/node_modules/oidc-provider/package.json" ]; then
+		# As the end-to-end tests do (tests/oidcprovider_test.go).
+		echo "== npm ci in tests/oidcprovider (node oidc-provider)"
+		(cd "$OP_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+	fi
+	read -r PORT ADMIN_PORT NODE_PORT <<<"$("$WORK/loadgen" -free-ports 3 | tr '\n' ' ')"
+	BASE="http://127.0.0.1:$PORT"
+	NODE_BASE="http://127.0.0.1:$NODE_PORT"
+	cat >"$WORK/Caddyfile" <<EOF
+{
+	admin 127.0.0.1:$ADMIN_PORT
+	portcullis {
+		storage bbolt $WORK/portcullis.db
+		issuer $BASE
+		signing_alg ES256
+		insecure_cookies
+		client backend {
+			secret backend-secret
+			grant_types client_credentials
+			api_access https://api.example.com read:items
+		}
+		api https://api.example.com {
+			scopes read:items
+		}
+	}
+}
+$BASE {
+	bind 127.0.0.1
+	oauth_server
+}
+EOF
+	echo "== starting caddy on $BASE, pinned to CPU $SERVER_CPU (admin 127.0.0.1:$ADMIN_PORT)"
+	mkdir -p "$WORK/home" "$WORK/xdg/data" "$WORK/xdg/config" "$WORK/xdg/cache"
+	HOME="$WORK/home" XDG_DATA_HOME="$WORK/xdg/data" XDG_CONFIG_HOME="$WORK/xdg/config" XDG_CACHE_HOME="$WORK/xdg/cache" \
+		taskset -c "$SERVER_CPU" "$WORK/caddy" run --config "$WORK/Caddyfile" --adapter caddyfile >"$WORK/caddy.log" 2>&1 &
+	CADDY_PID=$!
+	echo "== starting node oidc-provider on $NODE_BASE, pinned to CPU $SERVER_CPU"
+	# NODE_ENV=production, as a deployment runs it; LOG_GRANTS=false: no
+	# line on stderr per token (Portcullis logs none either).
+	(cd "$OP_DIR" && exec env PORT="$NODE_PORT" ISSUER="$NODE_BASE" NODE_ENV=production LOG_GRANTS=false \
+		CLIENT_CREDENTIALS=true ACCESS_TOKEN_TTL=3600 \
+		CLIENTS_JSON='[{"client_id":"backend","client_secret":"backend-secret","grant_types":["client_credentials"],"response_types":[],"redirect_uris":[],"token_endpoint_auth_method":"client_secret_basic"}]' \
+		RESOURCE_SERVERS_JSON='{"https://api.example.com":{"scope":"read:items","format":"jwt","alg":"ES256","accessTokenTTL":3600}}' \
+		taskset -c "$SERVER_CPU" node server.mjs) >"$WORK/node.log" 2>&1 &
+	NODE_PID=$!
+	if ! "$WORK/loadgen" -base "$BASE" -wait 60; then
+		echo "== caddy did not become ready; last lines of its log:" >&2
+		tail -n 30 "$WORK/caddy.log" >&2
+		exit 1
+	fi
+	if ! "$WORK/loadgen" -base "$NODE_BASE" -wait 60; then
+		echo "== node oidc-provider did not become ready; last lines of its log:" >&2
+		tail -n 30 "$WORK/node.log" >&2
+		exit 1
+	fi
+	echo "== ready: caddy pid $CADDY_PID ($(go version "$WORK/caddy" | awk '{print $2}'), CPUs $(taskset -cp "$CADDY_PID" | awk '{print $NF}')), node pid $NODE_PID ($(node --version), oidc-provider $(node -p "require('$OP_DIR/node_modules/oidc-provider/package.json').version"), CPUs $(taskset -cp "$NODE_PID" | awk '{print $NF}')), load generator on CPU $LOADGEN_CPU"
+	vsnode() {
+		taskset -c "$LOADGEN_CPU" "$WORK/loadgen" -scenario token_vs_node -base "$BASE" -server-pid "$CADDY_PID" -server-cpu "$SERVER_CPU" -loadgen-cpu "$LOADGEN_CPU" \
+			-node-base "$NODE_BASE" -node-pid "$NODE_PID" -concurrency "$CONC" -warmup "$WARMUP" "$@"
+	}
+	if [ "${BENCH_PROFILE:-0}" = 1 ]; then
+		# One untimed round of BENCH_SECONDS per side; the profile covers
+		# the middle of portcullis' half (the first).
+		prof_secs=$(awk -v s="$SECONDS_PER" 'BEGIN { p = (s > 7) ? 5 : int(s / 2); if (p < 1) p = 1; print p }')
+		echo "== profiling portcullis under token_vs_node (${prof_secs}s CPU profile and allocations)"
+		vsnode -rounds 1 -round-seconds "$SECONDS_PER" >"$WORK/profile-token_vs_node.txt" 2>&1 &
+		lg=$!
+		for _ in $(seq 1 600); do
+			grep -q 'rounds ×' "$WORK/profile-token_vs_node.txt" && break
+			kill -0 "$lg" 2>/dev/null || break
+			sleep 0.1
+		done
+		sleep "$(awk -v w="$WARMUP" 'BEGIN { print w + 0.5 }')"
+		curl -fsS -o "$WORK/allocs-before.pprof" "http://127.0.0.1:$ADMIN_PORT/debug/pprof/allocs" || true
+		if curl -fsS -o "$WORK/cpu-token_vs_node.pprof" \
+			"http://127.0.0.1:$ADMIN_PORT/debug/pprof/profile?seconds=$prof_secs"; then
+			curl -fsS -o "$WORK/allocs-after.pprof" "http://127.0.0.1:$ADMIN_PORT/debug/pprof/allocs" || true
+			go tool pprof -top -nodecount=30 "$WORK/caddy" "$WORK/cpu-token_vs_node.pprof" 2>/dev/null | sed -n '4,45p'
+			echo "   -- by cumulative time:"
+			go tool pprof -top -cum -nodecount=50 "$WORK/caddy" "$WORK/cpu-token_vs_node.pprof" 2>/dev/null | sed -n '7,70p'
+			if [ -s "$WORK/allocs-before.pprof" ] && [ -s "$WORK/allocs-after.pprof" ]; then
+				echo "   -- allocations during the profile (sampled bytes, flat):"
+				go tool pprof -top -sample_index=alloc_space -nodecount=25 -diff_base "$WORK/allocs-before.pprof" \
+					"$WORK/caddy" "$WORK/allocs-after.pprof" 2>/dev/null | sed -n '5,35p'
+			fi
+		else
+			echo "   (could not fetch the profile from the admin endpoint)"
+		fi
+		wait "$lg" || true
+		grep -E '^ *round ' "$WORK/profile-token_vs_node.txt" || true
+	fi
+	echo "== token_vs_node: $ROUNDS rounds × ${ROUND_SECONDS}s per side (+${WARMUP}s warm-up), concurrency $CONC"
+	set +e
+	vsnode -rounds "$ROUNDS" -round-seconds "$ROUND_SECONDS"
+	status=$?
+	set -e
+	if grep -qiE '"level":"(error|fatal)"|panic' "$WORK/caddy.log"; then
+		echo "== caddy.log has errors:" >&2
+		grep -iE '"level":"(error|fatal)"|panic' "$WORK/caddy.log" | tail -n 10 >&2
+	fi
+	if grep -qE 'server_error|grant\.error' "$WORK/node.log"; then
+		echo "== node.log has errors:" >&2
+		grep -E 'server_error|grant\.error' "$WORK/node.log" | tail -n 10 >&2
+	fi
+	exit "$status"
+fi
 
 # The authorization server, the admin endpoint, the gateway site (cookie
 # sessions), the plain reverse_proxy site, the gateway site with server-side

@@ -51,6 +51,11 @@
 //   REVOCATION     "true" to enable the revocation endpoint (RFC 7009) at
 //                  /token/revocation: a client revokes its own tokens;
 //                  default off.
+//   LOG_GRANTS     "false" to leave out the per-grant "grant.success" line
+//                  on stderr (a synchronous write per token): for
+//                  tests/bench's token_vs_node scenario, so that the node
+//                  side is not charged for logging Portcullis does not do;
+//                  default on.
 //
 // Always on: introspection at /token/introspection for any authenticated
 // client, and DPoP (RFC 9449, oidc-provider's default, without nonces): a
@@ -59,10 +64,10 @@
 //
 // On success it prints exactly one line "READY <issuer>" on stdout; any other
 // output goes to stderr: oidc-provider's notices, request errors, and one
-// line per token grant ("grant.success: grant_type=<type> client=<id>") and
-// per delivered back-channel logout ("backchannel.success: client=<id>
-// sub=<sub> sid=<sid>"), which tests may count. SIGTERM and SIGINT close the
-// server and exit 0.
+// line per token grant ("grant.success: grant_type=<type> client=<id>",
+// unless LOG_GRANTS=false) and per delivered back-channel logout
+// ("backchannel.success: client=<id> sub=<sub> sid=<sid>"), which tests may
+// count. SIGTERM and SIGINT close the server and exit 0.
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 
@@ -100,6 +105,7 @@ const rotateRefreshTokens = process.env.ROTATE_REFRESH_TOKENS === 'true';
 const issWithIdToken = process.env.ISS_WITH_ID_TOKEN === 'true';
 const clientCredentials = process.env.CLIENT_CREDENTIALS === 'true';
 const revocation = process.env.REVOCATION === 'true';
+const logGrants = process.env.LOG_GRANTS !== 'false';
 const resourceServers = parseJSON('RESOURCE_SERVERS_JSON', {});
 if (resourceServers === null || typeof resourceServers !== 'object' || Array.isArray(resourceServers)) {
   fatal('RESOURCE_SERVERS_JSON must be a JSON object');
@@ -405,9 +411,11 @@ for (const event of [
     console.error(`${event}: ${ctx?.method ?? ''} ${ctx?.path ?? ''}: ${e?.name ?? ''} ${e?.message ?? e}${description}${cause}`);
   });
 }
-provider.on('grant.success', (ctx) => {
-  console.error(`grant.success: grant_type=${ctx.oidc.params?.grant_type} client=${ctx.oidc.client?.clientId}`);
-});
+if (logGrants) {
+  provider.on('grant.success', (ctx) => {
+    console.error(`grant.success: grant_type=${ctx.oidc.params?.grant_type} client=${ctx.oidc.client?.clientId}`);
+  });
+}
 provider.on('backchannel.success', (_ctx, client, accountId, sid) => {
   console.error(`backchannel.success: client=${client.clientId} sub=${accountId} sid=${sid}`);
 });

@@ -24,7 +24,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -423,7 +422,7 @@ func (lg *loadgen) runCIBAPush(_ int, _, _ time.Duration, serverPID int) []*resu
 	}
 	if r.cpu.ok {
 		fmt.Printf("  %-20s CPU (cores of %d): server %s, load generator %.2f, other processes %.2f, interrupts %.2f, idle %.2f\n",
-			"", runtime.NumCPU(), r.cpu.serverString(), r.cpu.loadgen, r.cpu.other, r.cpu.irq, r.cpu.idle)
+			"", machineCPUs(), r.cpu.serverString(), r.cpu.loadgen, r.cpu.other, r.cpu.irq, r.cpu.idle)
 	}
 	return []*result{r}
 }

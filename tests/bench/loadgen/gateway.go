@@ -700,6 +700,17 @@ func (r *result) merge(o *result) {
 // flight (uncounted when it ends after the window), so no connection is
 // torn down between the rounds of the gateway scenario.
 func (lg *loadgen) measure(op func(context.Context) error, concurrency int, warmup, dur time.Duration, serverPID int) *result {
+	ops := make([]func(context.Context) error, concurrency)
+	for i := range ops {
+		ops[i] = op
+	}
+	return measureWorkers(ops, warmup, dur, serverPID)
+}
+
+// measureWorkers is measure with one operation per worker, for workers
+// that keep state of their own (token_vs_node's response buffers).
+func measureWorkers(ops []func(context.Context) error, warmup, dur time.Duration, serverPID int) *result {
+	concurrency := len(ops)
 	r := &result{concurrency: concurrency, elapsed: dur}
 	ctx, cancel := context.WithTimeout(context.Background(), warmup+dur+30*time.Second)
 	defer cancel()
@@ -725,7 +736,7 @@ func (lg *loadgen) measure(op func(context.Context) error, concurrency int, warm
 	}()
 	var wg sync.WaitGroup
 	for i := range stats {
-		st := &stats[i]
+		st, op := &stats[i], ops[i]
 		st.lat = make([]time.Duration, 0, 1024)
 		wg.Go(func() {
 			for ctx.Err() == nil {

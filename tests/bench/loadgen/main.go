@@ -136,7 +136,7 @@ func main() {
 	seconds := flag.Float64("seconds", 10, "measured duration of each scenario, in seconds")
 	warmup := flag.Float64("warmup", 1, "untimed warm-up before each scenario, in seconds")
 	concurrency := flag.Int("concurrency", 64, "closed-loop workers (and idle keep-alive connections)")
-	only := flag.String("scenario", "all", "scenario to run: all, client_credentials, authcode_roundtrip, jwks, discovery, device_code, device_poll_pending (device: both), ciba_authorize, ciba_poll_pending, ciba_push_latency (ciba: all three), gateway or guard (comma-separated list allowed; all includes gateway when -app-base and -plain-base are set, guard when -api-base and -plain-base are, ciba_push_latency when -admin-base and -ciba-receiver are)")
+	only := flag.String("scenario", "all", "scenario to run: all, client_credentials, authcode_roundtrip, jwks, discovery, device_code, device_poll_pending (device: both), ciba_authorize, ciba_poll_pending, ciba_push_latency (ciba: all three), gateway, guard or token_vs_node (comma-separated list allowed; all includes gateway when -app-base and -plain-base are set, guard when -api-base and -plain-base are, ciba_push_latency when -admin-base and -ciba-receiver are; never token_vs_node, which needs -node-base)")
 	serverPID := flag.Int("server-pid", 0, "process id of the server, to report its CPU use next to the load generator's and other processes' (Linux /proc)")
 	wait := flag.Float64("wait", 0, "instead of a benchmark: wait up to this many seconds for -base's discovery document, exit 0 once it is served")
 	freePorts := flag.Int("free-ports", 0, "instead of a benchmark: print this many free 127.0.0.1 TCP ports, one per line")
@@ -160,6 +160,11 @@ func main() {
 	flag.IntVar(&cibaOpts.pushUsers, "ciba-push-users", 16, "ciba_push_latency: users ciba-push-00… in the bench Caddyfile, one per worker")
 	flag.IntVar(&cibaOpts.requests, "ciba-requests", 20000, "ciba_poll_pending: CIBA requests the workers poll in turn, each once per interval")
 	flag.IntVar(&cibaOpts.pushRequests, "ciba-push-requests", 500, "ciba_push_latency: timed approvals")
+	flag.StringVar(&vsOpts.nodeBase, "node-base", "", "token_vs_node: issuer URL of the node oidc-provider compared with -base (loopback only)")
+	flag.IntVar(&vsOpts.nodePID, "node-pid", 0, "token_vs_node: process id of the node oidc-provider, for its CPU per token")
+	flag.IntVar(&serverCPU, "server-cpu", -1, "token_vs_node: the CPU the servers are pinned to, to report what other processes used of it (-1: none)")
+	flag.IntVar(&loadgenCPU, "loadgen-cpu", -1, "token_vs_node: the CPU the load generator is pinned to, to report what other processes used of it (-1: none)")
+	flag.Float64Var(&vsOpts.roundSeconds, "round-seconds", 5, "token_vs_node: measured seconds per side and round (after -warmup); -rounds rounds")
 	flag.IntVar(&cibaOpts.pushConcurrency, "ciba-push-concurrency", 4, "ciba_push_latency: workers, each approving its own user's requests one at a time")
 	flag.Parse()
 	benchConcurrency = *concurrency
@@ -211,7 +216,11 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	for _, b := range []string{gwOpts.appBase, gwOpts.plainBase, gwOpts.serverBase, grOpts.apiBase, grOpts.introspectBase, cibaOpts.adminBase, *waitSite} {
+	if vsOpts.roundSeconds <= 0 || vsOpts.roundSeconds > 600 {
+		fmt.Fprintln(os.Stderr, "loadgen: need 0 < -round-seconds <= 600")
+		os.Exit(2)
+	}
+	for _, b := range []string{gwOpts.appBase, gwOpts.plainBase, gwOpts.serverBase, grOpts.apiBase, grOpts.introspectBase, cibaOpts.adminBase, vsOpts.nodeBase, *waitSite} {
 		if b == "" {
 			continue
 		}
@@ -253,6 +262,9 @@ func main() {
 			}
 			if s.name == "ciba_push_latency" && (cibaOpts.adminBase == "" || cibaOpts.receiver == "") {
 				continue // needs the admin endpoint and the receiver
+			}
+			if s.name == "token_vs_node" {
+				continue // needs a node oidc-provider and pinned processes: run it by name
 			}
 			run = append(run, s)
 		}
@@ -550,6 +562,10 @@ func scenarios() []scenario {
 		{
 			name: "guard", unit: "requests",
 			custom: (*loadgen).runGuard,
+		},
+		{
+			name: "token_vs_node", unit: "tokens",
+			custom: (*loadgen).runTokenVsNode,
 		},
 	}
 }
@@ -944,7 +960,7 @@ func printLine(r *result) {
 			up += fmt.Sprintf(", introspecting caddy %.2f", r.cpu.peer)
 		}
 		fmt.Printf("  %-20s CPU (cores of %d): server %s, load generator %.2f%s, other processes %.2f, interrupts %.2f, idle %.2f\n",
-			"", runtime.NumCPU(), r.cpu.serverString(), r.cpu.loadgen, up, r.cpu.other, r.cpu.irq, r.cpu.idle)
+			"", machineCPUs(), r.cpu.serverString(), r.cpu.loadgen, up, r.cpu.other, r.cpu.irq, r.cpu.idle)
 	}
 }
 
@@ -984,7 +1000,7 @@ func printTable(w io.Writer, results []*result) {
 			ms(r.pct(.50)), ms(r.pct(.90)), ms(r.pct(.99)), verdict, cpu)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "CPU: average cores busy during each measured window (%d CPUs): server / load generator / every other process.\n", runtime.NumCPU())
+	fmt.Fprintf(w, "CPU: average cores busy during each measured window (%d CPUs): server / load generator / every other process.\n", machineCPUs())
 	if noisy {
 		fmt.Fprintf(w, "WARNING: other processes used more than %.1f core during a scenario: those figures understate the server.\n", noisyCores)
 	}
@@ -1006,11 +1022,28 @@ type cpuSample struct {
 	busy, irq, idle              float64 // machine-wide, seconds
 	server, upstream, peer, self float64 // seconds
 	serverOK, upstreamOK, peerOK bool
+	// pinnedBusy is the busy time of the CPU the server is pinned to
+	// (-server-cpu), seconds; pinnedOK when there is one.
+	pinnedBusy float64
+	pinnedOK   bool
+	// lgPinnedBusy is the same for the load generator's CPU
+	// (-loadgen-cpu).
+	lgPinnedBusy float64
+	lgPinnedOK   bool
 }
 
 type cpuUsage struct {
 	ok, serverOK, upstreamOK, peerOK                  bool
 	server, upstream, peer, loadgen, other, irq, idle float64 // average cores
+	// pinnedOther is what every process but the server used of the CPU
+	// the server is pinned to (-server-cpu), as cores: CPU another
+	// process may have taken from it.
+	pinnedOther float64
+	pinnedOK    bool
+	// lgPinnedOther is what every process but the load generator used of
+	// its CPU (-loadgen-cpu), as cores: CPU taken from the load generator.
+	lgPinnedOther float64
+	lgPinnedOK    bool
 }
 
 // peerPID is the guard scenario's second Caddy (the one that introspects
@@ -1033,28 +1066,12 @@ func sampleCPU(serverPID, upstreamPID int) cpuSample {
 		return s
 	}
 	line, _, _ := strings.Cut(string(raw), "\n")
-	f := strings.Fields(line)
-	if len(f) < 8 || f[0] != "cpu" {
+	var ok bool
+	if s.busy, s.irq, s.idle, ok = cpuTimes(line, "cpu"); !ok {
 		return s
 	}
-	// user nice system idle iowait irq softirq steal. Interrupt time is
-	// apart: with loopback networking most of it is the benchmark's own
-	// packets. Steal (another VM) counts as other processes.
-	for i, v := range f[1:min(len(f), 9)] {
-		n, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			return s
-		}
-		switch i {
-		case 3, 4:
-			s.idle += n / clockTicks
-		case 5, 6:
-			s.irq += n / clockTicks
-		default:
-			s.busy += n / clockTicks
-		}
-	}
-	var ok bool
+	s.pinnedBusy, s.pinnedOK = cpuBusy(string(raw), serverCPU)
+	s.lgPinnedBusy, s.lgPinnedOK = cpuBusy(string(raw), loadgenCPU)
 	if s.self, ok = procCPU("self"); !ok {
 		return s
 	}
@@ -1095,6 +1112,52 @@ func procCPU(pid string) (float64, bool) {
 	return (ut + st) / clockTicks, true
 }
 
+// serverCPU and loadgenCPU are the CPUs the server and the load generator
+// are pinned to (-server-cpu, -loadgen-cpu), -1 for none.
+var serverCPU, loadgenCPU = -1, -1
+
+// cpuBusy is the busy time of CPU n in /proc/stat's text, false for n < 0
+// or a CPU it does not list.
+func cpuBusy(stat string, n int) (float64, bool) {
+	if n < 0 {
+		return 0, false
+	}
+	name := "cpu" + strconv.Itoa(n)
+	for line := range strings.Lines(stat) {
+		if strings.HasPrefix(line, name+" ") {
+			busy, _, _, ok := cpuTimes(line, name)
+			return busy, ok
+		}
+	}
+	return 0, false
+}
+
+// cpuTimes reads a /proc/stat line named name: user nice system idle
+// iowait irq softirq steal, in seconds. Interrupt time is apart: with
+// loopback networking most of it is the benchmark's own packets. Steal
+// (another VM) counts as busy: other processes.
+func cpuTimes(line, name string) (busy, irq, idle float64, ok bool) {
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != name {
+		return 0, 0, 0, false
+	}
+	for i, v := range f[1:min(len(f), 9)] {
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, 0, 0, false
+		}
+		switch i {
+		case 3, 4:
+			idle += n / clockTicks
+		case 5, 6:
+			irq += n / clockTicks
+		default:
+			busy += n / clockTicks
+		}
+	}
+	return busy, irq, idle, true
+}
+
 func (a cpuSample) usage(b cpuSample) cpuUsage {
 	wall := b.at.Sub(a.at).Seconds()
 	if !a.ok || !b.ok || wall <= 0 {
@@ -1104,6 +1167,12 @@ func (a cpuSample) usage(b cpuSample) cpuUsage {
 	u.loadgen = (b.self - a.self) / wall
 	if u.serverOK {
 		u.server = (b.server - a.server) / wall
+	}
+	if u.pinnedOK = a.pinnedOK && b.pinnedOK && u.serverOK; u.pinnedOK {
+		u.pinnedOther = max(0, (b.pinnedBusy-a.pinnedBusy)/wall-u.server)
+	}
+	if u.lgPinnedOK = a.lgPinnedOK && b.lgPinnedOK; u.lgPinnedOK {
+		u.lgPinnedOther = max(0, (b.lgPinnedBusy-a.lgPinnedBusy)/wall-u.loadgen)
 	}
 	u.upstreamOK = a.upstreamOK && b.upstreamOK
 	if u.upstreamOK {
@@ -1117,4 +1186,24 @@ func (a cpuSample) usage(b cpuSample) cpuUsage {
 	u.irq = (b.irq - a.irq) / wall
 	u.idle = (b.idle - a.idle) / wall
 	return u
+}
+
+// machineCPUs is the number of CPUs /proc/stat lists: the machine's, where
+// runtime.NumCPU counts only those the load generator may run on (one,
+// when token_vs_node pins it).
+func machineCPUs() int {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return runtime.NumCPU()
+	}
+	n := 0
+	for line := range strings.Lines(string(raw)) {
+		if len(line) > 3 && strings.HasPrefix(line, "cpu") && line[3] >= '0' && line[3] <= '9' {
+			n++
+		}
+	}
+	if n == 0 {
+		return runtime.NumCPU()
+	}
+	return n
 }
