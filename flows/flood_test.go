@@ -1,0 +1,83 @@
+package flows
+
+// Floods of unique inputs into every in-memory structure a request of the
+// authorization server feeds: each must stay within its cap, and the live
+// heap within floodtest.MaxGrowth (docs/security-floods.md).
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-gw/portcullis/internal/floodtest"
+)
+
+// floodIP is a unique IPv6 address for i: a /64 gives an attacker more
+// than any flood needs.
+func floodIP(i int) string { return fmt.Sprintf("2001:db8::%x:%x", i>>16, i&0xffff) }
+
+// TestFloodFailedLoginsBounded: failed sign-ins with unique usernames (of
+// 1 KiB each, as long as the password grant takes; the login page takes
+// up to its 64 KiB form) from unique IPs. The throttle, shared by the
+// login page, the device and CIBA sign-in pages and the password grant,
+// keeps at most maxThrottleEntries buckets per kind, each keyed by a
+// fixed-size digest whatever the username's length. Keyed by the
+// username itself, the map held 123 MiB at its cap.
+func TestFloodFailedLoginsBounded(t *testing.T) {
+	const n = 300_000
+	clock := &testClock{t: time.Unix(2_000_000_000, 0)}
+	th := newThrottle(ThrottleConfig{}, clock.Now)
+	pad := strings.Repeat("x", maxCredentialLen-16)
+	peak := floodtest.Measure(n, func(i int) {
+		if ok, _, done := th.Begin(fmt.Sprintf("%s%016x", pad, i), floodIP(i)); ok {
+			done(false)
+		}
+	})
+	th.mu.Lock()
+	users, ips, inFlight := len(th.users), len(th.ips), len(th.inFlight)
+	th.mu.Unlock()
+	t.Logf("%d user buckets, %d IP buckets (cap %d each), %d in flight", users, ips, maxThrottleEntries, inFlight)
+	if users > maxThrottleEntries || ips > maxThrottleEntries || inFlight != 0 {
+		t.Errorf("past the cap: %d user buckets, %d IP buckets, %d in flight", users, ips, inFlight)
+	}
+	floodtest.Check(t, "the login throttle", n, peak)
+}
+
+// TestFloodFailedLoginsStillLimitsAVictim: once a flood has filled both
+// bucket maps, guesses at a username that has none (from addresses that
+// have none) must still be limited. Each new key used to get a fresh,
+// forgotten bucket, so every guess passed.
+func TestFloodFailedLoginsStillLimitsAVictim(t *testing.T) {
+	clock := &testClock{t: time.Unix(2_000_000_000, 0)}
+	th := newThrottle(ThrottleConfig{}, clock.Now)
+	for i := range maxThrottleEntries {
+		if ok, _, done := th.Begin(fmt.Sprint("spray", i), floodIP(i)); ok {
+			done(false)
+		}
+	}
+	admitted := 0
+	for i := range 100 {
+		if ok, _, done := th.Begin("victim", floodIP(maxThrottleEntries+i)); ok {
+			admitted++
+			done(false)
+		}
+	}
+	if admitted > th.cfg.PerUser {
+		t.Errorf("%d of 100 guesses at a username without a bucket admitted from fresh IPs after the flood, want at most %d",
+			admitted, th.cfg.PerUser)
+	}
+	// Once the flood's buckets have refilled, the next new key sweeps them
+	// away and gets a bucket of its own again.
+	clock.Advance(time.Duration(th.cfg.PerIP) * th.cfg.Refill)
+	if ok, _, done := th.Begin("carol", "192.0.2.7"); !ok {
+		t.Fatal("a new user is refused once the flood's buckets have refilled")
+	} else {
+		done(true)
+	}
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	if len(th.users) != 1 || len(th.ips) != 1 {
+		t.Errorf("after the sweep: %d user and %d IP buckets, want carol's alone", len(th.users), len(th.ips))
+	}
+}
