@@ -6,10 +6,13 @@ package flows
 
 import (
 	"fmt"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/dpop"
 	"github.com/portcullis-gw/portcullis/internal/floodtest"
 )
 
@@ -79,5 +82,66 @@ func TestFloodFailedLoginsStillLimitsAVictim(t *testing.T) {
 	defer th.mu.Unlock()
 	if len(th.users) != 1 || len(th.ips) != 1 {
 		t.Errorf("after the sweep: %d user and %d IP buckets, want carol's alone", len(th.users), len(th.ips))
+	}
+}
+
+// TestFloodUniqueDPoPProofsAtTokenEndpointAndUserinfo: unique proofs, each
+// valid, at the token endpoint and at userinfo, past the replay cache's
+// size. The cache stays at its cap; what does not fit is refused with 503
+// temporarily_unavailable and Retry-After (the proof may be good: not
+// invalid_dpop_proof), a replay of a remembered proof is still refused as
+// one, and room comes back as the window passes. The cache's memory at
+// its default size under a million proofs is dpop's
+// TestFloodUniqueProofsBounded.
+func TestFloodUniqueDPoPProofsAtTokenEndpointAndUserinfo(t *testing.T) {
+	env := newTestServer(t)
+	env.allow500.Store(true) // 503 on purpose
+	const capacity, n = 1000, 3000
+	cache := dpop.NewReplayCache(capacity)
+	env.srv.dpop = &dpop.Verifier{Now: env.clock.Now, Replay: cache}
+	key := env.newDPoPKey()
+	p := newAuthRequest(webappID, webappRedirect, "openid email")
+	tok := env.dpopTokenOK(webappBasic, codeForm(env.newBrowser().obtainCode(p, "alice", alicePassword), webappRedirect, p.Verifier),
+		key.tokenProof()).AccessToken
+	// A client_credentials request for a scope the client lacks: the proof
+	// is checked and remembered, then the grant fails without a token.
+	cc := url.Values{"grant_type": {GrantClientCredentials}, "scope": {"write:items"}}
+
+	var first string
+	counts := map[string]int{}
+	peak := floodtest.Measure(n, func(i int) {
+		var res *response
+		if i%2 == 0 {
+			proof := key.tokenProof()
+			if first == "" {
+				first = proof
+			}
+			res = env.dpopToken(backendBasic, cc, proof)
+		} else {
+			res = env.userinfoWith(http.MethodGet, "DPoP "+tok, key.proof(http.MethodGet, PathUserinfo, tok))
+		}
+		code, _ := res.JSON(t)["error"].(string)
+		if res.Status == http.StatusServiceUnavailable && res.Header.Get("Retry-After") == "" {
+			t.Fatalf("request %d: 503 without Retry-After", i)
+		}
+		counts[fmt.Sprint(res.Status, " ", code)]++
+	})
+	t.Logf("answers: %v", counts)
+	if live := cache.Len(env.clock.Now()); live != capacity {
+		t.Errorf("%d proofs remembered, want the cap %d", live, capacity)
+	}
+	if got := counts["503 temporarily_unavailable"]; got != n-(capacity-1) {
+		t.Errorf("%d proofs refused as the cache is full, want %d", got, n-(capacity-1))
+	}
+	if len(counts) != 3 {
+		t.Errorf("unexpected answers: %v", counts)
+	}
+	// Full, yet a replay is recognised as one.
+	wantOAuthError(t, env.dpopToken(backendBasic, cc, first), http.StatusBadRequest, "invalid_dpop_proof")
+	floodtest.Check(t, "the token endpoint's and userinfo's DPoP replay cache", n, peak)
+
+	env.clock.Advance(dpop.DefaultMaxAge)
+	if res := env.userinfoWith(http.MethodGet, "DPoP "+tok, key.proof(http.MethodGet, PathUserinfo, tok)); res.Status != http.StatusOK {
+		t.Errorf("after the window: %d %s", res.Status, res.Body)
 	}
 }
