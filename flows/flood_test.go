@@ -145,3 +145,136 @@ func TestFloodUniqueDPoPProofsAtTokenEndpointAndUserinfo(t *testing.T) {
 		t.Errorf("after the window: %d %s", res.Status, res.Body)
 	}
 }
+
+// TestFloodUniqueClientAssertionJTIsBounded: unique assertion ids, past the
+// used-jti set's cap, with the store writer stopped (the worst case for
+// its queue). The set keeps defaultMaxUsedAssertions live ids and refuses
+// the rest (503 temporarily_unavailable: forgetting a live id would reopen
+// its replay); the write queue stays at its capacity, dropping writes
+// (memory still refuses the replays); a remembered id is refused as
+// replayed while the set is full; expiry makes room again.
+func TestFloodUniqueClientAssertionJTIsBounded(t *testing.T) {
+	const n = 400_000
+	env := newTestServer(t)
+	u := env.srv.assertions.used
+	ctx := t.Context()
+	until := env.clock.Now().Add(time.Minute + assertionLeeway)
+	var accepted, busy int
+	peak := floodtest.Measure(n, func(i int) {
+		switch oe := u.use(ctx, backendID, fmt.Sprintf("jti-%d", i), until); oe {
+		case nil:
+			accepted++
+		case errAssertionsBusy:
+			busy++
+		default:
+			t.Fatalf("assertion %d: %v", i, oe)
+		}
+	})
+	u.mu.Lock()
+	seen, heapLen := len(u.seen), len(u.expiry)
+	u.mu.Unlock()
+	t.Logf("%d ids remembered (cap %d), %d refused; write queue %d (cap %d), %d writes dropped",
+		seen, u.limit, busy, len(u.queue), cap(u.queue), u.dropped.Load())
+	if seen != defaultMaxUsedAssertions || heapLen != seen || accepted != seen || busy != n-seen {
+		t.Errorf("%d ids remembered (%d in the expiry heap), %d accepted, %d refused; want the cap %d and the rest refused",
+			seen, heapLen, accepted, busy, defaultMaxUsedAssertions)
+	}
+	if len(u.queue) > usedAssertionQueue || u.dropped.Load() != uint64(accepted-usedAssertionQueue) {
+		t.Errorf("write queue %d (cap %d), %d dropped", len(u.queue), usedAssertionQueue, u.dropped.Load())
+	}
+	if oe := u.use(ctx, backendID, "jti-0", until); oe != errAssertionReplayed {
+		t.Errorf("a remembered id used again while the set is full: %v, want a replay", oe)
+	}
+	floodtest.Check(t, "the used client assertion ids", n, peak)
+
+	env.clock.Advance(time.Minute + assertionLeeway)
+	if oe := u.use(ctx, backendID, "after", env.clock.Now().Add(time.Minute)); oe != nil {
+		t.Errorf("after the flood's ids expired: %v", oe)
+	}
+}
+
+// TestFloodWrongUserCodesFromManyIPsBounded: wrong user codes on the device
+// verification page from a million addresses. At most maxThrottleEntries
+// IP buckets are kept; past them an address is held by the global bucket
+// alone, which every entry pays into anyway, so the guessing rate stays
+// bounded.
+func TestFloodWrongUserCodesFromManyIPsBounded(t *testing.T) {
+	const n = 1_000_000
+	clock := &testClock{t: time.Unix(2_000_000_000, 0)}
+	th := newUserCodeThrottle(UserCodeThrottleConfig{}, clock.Now)
+	admitted := 0
+	peak := floodtest.Measure(n, func(i int) {
+		if ok, _, done := th.Begin(floodIP(i)); ok {
+			admitted++
+			done(false)
+		}
+		if i%10 == 0 {
+			clock.Advance(time.Millisecond) // 100,000 entries a second
+		}
+	})
+	th.mu.Lock()
+	ips, inFlight := len(th.ips), len(th.inFlight)
+	th.mu.Unlock()
+	elapsed := time.Duration(n/10) * time.Millisecond
+	maxAdmitted := th.cfg.Global + int(elapsed/th.cfg.GlobalRefill) + 1
+	t.Logf("%d IP buckets (cap %d), %d in flight; %d of %d wrong codes admitted in %v", ips, maxThrottleEntries, inFlight, admitted, n, elapsed)
+	if ips > maxThrottleEntries || inFlight != 0 {
+		t.Errorf("%d IP buckets (cap %d), %d in flight", ips, maxThrottleEntries, inFlight)
+	}
+	if admitted > maxAdmitted {
+		t.Errorf("%d wrong codes admitted in %v, past the global bucket's %d", admitted, elapsed, maxAdmitted)
+	}
+	floodtest.Check(t, "the user code throttle", n, peak)
+}
+
+// TestFloodDevicePollClockBounded: polls of a million distinct pending
+// requests (device and CIBA share the clock). At most maxDevicePolls
+// states are kept: expired ones are swept first, then an arbitrary live
+// one is forgotten, which only lets that client start again at the
+// announced interval.
+func TestFloodDevicePollClockBounded(t *testing.T) {
+	const n = 1_000_000
+	now := time.Unix(2_000_000_000, 0)
+	p := newDevicePolls(maxDevicePolls)
+	// 100,000 polls a second of requests that live 5 s: both expired and
+	// live states must go.
+	peak := floodtest.Measure(n, func(i int) {
+		at := now.Add(time.Duration(i) * 10 * time.Microsecond)
+		p.poll(pendingRequest{Digest: fmt.Sprintf("%064x", i), Interval: time.Second, CreatedAt: at, ExpiresAt: at.Add(5 * time.Second)}, at)
+		if got := p.len(); got > maxDevicePolls {
+			t.Fatalf("%d poll states after %d polls, past the cap %d", got, i+1, maxDevicePolls)
+		}
+	})
+	t.Logf("%d poll states (cap %d)", p.len(), maxDevicePolls)
+	floodtest.Check(t, "the device and CIBA poll clock", n, peak)
+}
+
+// TestFloodCIBALimitsBounded: backchannel authentication requests from a
+// million client ids for a million users. Each bucket map keeps at most
+// maxThrottleEntries; past them new keys share one overflow bucket, so
+// the flood as a whole is still limited.
+func TestFloodCIBALimitsBounded(t *testing.T) {
+	const n = 1_000_000
+	clock := &testClock{t: time.Unix(2_000_000_000, 0)}
+	user := RateLimit{Burst: 10, Interval: time.Minute}
+	l := newCIBALimits(RateLimit{Burst: 100, Interval: time.Second}, user, clock.Now)
+	admitted := 0
+	peak := floodtest.Measure(n, func(i int) {
+		if ok, _ := l.allowClient(fmt.Sprint("client-", i)); ok {
+			if ok, _ := l.allowUser(fmt.Sprint("user-", i)); ok {
+				admitted++
+			}
+		}
+	})
+	l.mu.Lock()
+	clients, users := len(l.clients), len(l.users)
+	l.mu.Unlock()
+	t.Logf("%d client and %d user buckets (cap %d each); %d of %d requests admitted", clients, users, maxThrottleEntries, admitted, n)
+	if clients > maxThrottleEntries || users > maxThrottleEntries {
+		t.Errorf("%d client and %d user buckets, past the cap %d", clients, users, maxThrottleEntries)
+	}
+	if want := maxThrottleEntries + user.Burst; admitted != want {
+		t.Errorf("%d requests admitted, want one per user bucket and the overflow bucket's burst, %d", admitted, want)
+	}
+	floodtest.Check(t, "the CIBA rate limits", n, peak)
+}
