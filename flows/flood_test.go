@@ -28,7 +28,7 @@ func floodIP(i int) string { return fmt.Sprintf("2001:db8::%x:%x", i>>16, i&0xff
 // fixed-size digest whatever the username's length. Keyed by the
 // username itself, the map held 123 MiB at its cap.
 func TestFloodFailedLoginsBounded(t *testing.T) {
-	const n = 300_000
+	n := floodtest.N(300_000, 150_000)
 	clock := &testClock{t: time.Unix(2_000_000_000, 0)}
 	th := newThrottle(ThrottleConfig{}, clock.Now)
 	pad := strings.Repeat("x", maxCredentialLen-16)
@@ -96,7 +96,8 @@ func TestFloodFailedLoginsStillLimitsAVictim(t *testing.T) {
 func TestFloodUniqueDPoPProofsAtTokenEndpointAndUserinfo(t *testing.T) {
 	env := newTestServer(t)
 	env.allow500.Store(true) // 503 on purpose
-	const capacity, n = 1000, 3000
+	const capacity = 1000
+	n := floodtest.N(3000, 1500)
 	cache := dpop.NewReplayCache(capacity)
 	env.srv.dpop = &dpop.Verifier{Now: env.clock.Now, Replay: cache}
 	key := env.newDPoPKey()
@@ -154,7 +155,7 @@ func TestFloodUniqueDPoPProofsAtTokenEndpointAndUserinfo(t *testing.T) {
 // (memory still refuses the replays); a remembered id is refused as
 // replayed while the set is full; expiry makes room again.
 func TestFloodUniqueClientAssertionJTIsBounded(t *testing.T) {
-	const n = 400_000
+	n := floodtest.N(400_000, 300_000)
 	env := newTestServer(t)
 	u := env.srv.assertions.used
 	ctx := t.Context()
@@ -199,7 +200,7 @@ func TestFloodUniqueClientAssertionJTIsBounded(t *testing.T) {
 // alone, which every entry pays into anyway, so the guessing rate stays
 // bounded.
 func TestFloodWrongUserCodesFromManyIPsBounded(t *testing.T) {
-	const n = 1_000_000
+	n := floodtest.N(1_000_000, 200_000)
 	clock := &testClock{t: time.Unix(2_000_000_000, 0)}
 	th := newUserCodeThrottle(UserCodeThrottleConfig{}, clock.Now)
 	admitted := 0
@@ -233,14 +234,14 @@ func TestFloodWrongUserCodesFromManyIPsBounded(t *testing.T) {
 // one is forgotten, which only lets that client start again at the
 // announced interval.
 func TestFloodDevicePollClockBounded(t *testing.T) {
-	const n = 1_000_000
+	n := floodtest.N(1_000_000, 200_000)
 	now := time.Unix(2_000_000_000, 0)
 	p := newDevicePolls(maxDevicePolls)
-	// 100,000 polls a second of requests that live 5 s: both expired and
-	// live states must go.
+	// 100,000 polls a second of requests that live 1.5 s: both expired
+	// and live states must go.
 	peak := floodtest.Measure(n, func(i int) {
 		at := now.Add(time.Duration(i) * 10 * time.Microsecond)
-		p.poll(pendingRequest{Digest: fmt.Sprintf("%064x", i), Interval: time.Second, CreatedAt: at, ExpiresAt: at.Add(5 * time.Second)}, at)
+		p.poll(pendingRequest{Digest: fmt.Sprintf("%064x", i), Interval: time.Second, CreatedAt: at, ExpiresAt: at.Add(1500 * time.Millisecond)}, at)
 		if got := p.len(); got > maxDevicePolls {
 			t.Fatalf("%d poll states after %d polls, past the cap %d", got, i+1, maxDevicePolls)
 		}
@@ -254,7 +255,7 @@ func TestFloodDevicePollClockBounded(t *testing.T) {
 // maxThrottleEntries; past them new keys share one overflow bucket, so
 // the flood as a whole is still limited.
 func TestFloodCIBALimitsBounded(t *testing.T) {
-	const n = 1_000_000
+	n := floodtest.N(1_000_000, 250_000)
 	clock := &testClock{t: time.Unix(2_000_000_000, 0)}
 	user := RateLimit{Burst: 10, Interval: time.Minute}
 	l := newCIBALimits(RateLimit{Burst: 100, Interval: time.Second}, user, clock.Now)

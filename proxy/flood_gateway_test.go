@@ -18,7 +18,7 @@ import (
 // structure a stranger can feed), and a callback with a garbage state and
 // cookie. The used states stay at their cap; the garbage leaves nothing.
 func TestFloodUniqueCookiesAtTheGateway(t *testing.T) {
-	const rounds = 20_000
+	rounds := floodtest.N(20_000, 12_000)
 	e := newEnv(t)
 	b := e.browser()
 	garbage := func(i int, name string) *http.Cookie {

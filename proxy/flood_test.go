@@ -27,7 +27,8 @@ import (
 // room comes back as the window passes. The default cache's memory under
 // a million proofs is dpop's TestFloodUniqueProofsBounded.
 func TestFloodUniqueDPoPProofsAtTheGuard(t *testing.T) {
-	const capacity, n = 1000, 3000
+	const capacity = 1000
+	n := floodtest.N(3000, 1500)
 	cache := dpop.NewReplayCache(capacity)
 	e := newGuardEnv(t, withGuardConfig(func(c *proxy.GuardConfig) {
 		c.DPoP = &dpop.Verifier{Now: c.Now, Replay: cache} // c.Now is the test clock
@@ -86,7 +87,7 @@ func (i *inactiveIntrospector) Introspect(context.Context, string) (map[string]a
 // nothing reaches the verified-JWT and introspection caches; the unknown
 // kids cost one JWKS fetch per keyRefreshInterval (5 s) at most.
 func TestFloodGarbageTokensAtTheGuard(t *testing.T) {
-	const n = 120_000
+	n := floodtest.N(120_000, 30_000)
 	const entries = 10_000 // the default CacheEntries
 	intro := &inactiveIntrospector{}
 	e := newGuardEnv(t, withGuardConfig(func(c *proxy.GuardConfig) { c.Introspector = intro }))
@@ -130,7 +131,8 @@ func TestFloodGarbageTokensAtTheGuard(t *testing.T) {
 // it stays at its cap, evicting at random, which costs a signature check
 // again and nothing else.
 func TestFloodUniqueValidJWTsAtTheGuard(t *testing.T) {
-	const entries, n = 1000, 10_000
+	const entries = 1000
+	n := floodtest.N(10_000, 3000)
 	e := newGuardEnv(t, withGuardConfig(func(c *proxy.GuardConfig) { c.CacheEntries = entries }))
 	peak := floodtest.Measure(n, func(i int) {
 		expectAllowed(t, e.bearer("/items", e.iss.mint(jwtSpec{})))

@@ -108,7 +108,7 @@ func TestNumericDateReadsEveryNumberForm(t *testing.T) {
 // It stays at its cap, evicting at random: an evicted answer costs a
 // signature check or an introspection again, never a wrong answer.
 func TestFloodGuardCacheBounded(t *testing.T) {
-	const n = 200_000
+	n := floodtest.N(200_000, 50_000)
 	now := time.Unix(1_700_000_000, 0)
 	c := newTTLCache[*Token](defaultCacheEntries)
 	peak := floodtest.Measure(n, func(i int) {

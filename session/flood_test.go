@@ -18,7 +18,7 @@ import (
 // TestFloodGarbageSessionCookiesBounded: unique cookies the size of a real
 // session that do not decode are never remembered.
 func TestFloodGarbageSessionCookiesBounded(t *testing.T) {
-	const n = 100_000
+	n := floodtest.N(50_000, 20_000)
 	s := benchCookieStore(t)
 	r, _ := benchRequest(t, s, benchSession(0))
 	raw, _ := ReadChunked(r, s.opts)
@@ -46,8 +46,8 @@ func TestFloodUniqueValidSessionCookiesBounded(t *testing.T) {
 		d    *Data
 		n    int
 	}{
-		{"typical", benchSession(0), 10_000},
-		{"largest", largestSession(t), 1_500},
+		{"typical", benchSession(0), floodtest.N(10_000, 2000)},
+		{"largest", largestSession(t), floodtest.N(1500, 600)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := benchCookieStore(t)

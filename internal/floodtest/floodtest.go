@@ -16,6 +16,16 @@ const MaxGrowth = 64 << 20
 // samples is how many times during a flood the live heap is measured.
 const samples = 16
 
+// N is full, or underRace when the race detector is on: it slows a flood
+// some tenfold, so a test under -race sends fewer inputs, still past the
+// cap of the structure it floods.
+func N(full, underRace int) int {
+	if race {
+		return underRace
+	}
+	return full
+}
+
 // Measure calls send(i) for every i in [0, n) and returns the largest
 // growth of the live heap (HeapInuse right after a GC) over its level
 // before the flood, sampled at 16 evenly spaced points and at the end.
