@@ -12,6 +12,9 @@ import (
 	"github.com/portcullis-gw/portcullis/dpop"
 )
 
+var errDPoPBusy = &Error{Code: "temporarily_unavailable", Status: http.StatusServiceUnavailable,
+	Description: "too many DPoP proofs are live; retry in a few seconds with a new proof"}
+
 // confirmation is the cnf claim of a DPoP-bound JWT access token (RFC 9449
 // §6.1, RFC 7800).
 type confirmation struct {
@@ -41,8 +44,15 @@ func (s *Server) tokenRequestProof(r *http.Request) (*dpop.Proof, error) {
 }
 
 // dpopError turns a dpop failure into an OAuth error with its RFC 9449
-// code (invalid_dpop_proof, use_dpop_nonce).
+// code (invalid_dpop_proof, use_dpop_nonce), or 503 temporarily_unavailable
+// when the replay cache is full: the proof may well be good, and the cache
+// refuses new proofs rather than forget live ones (which would let a
+// flood push out a captured proof to replay it). RFC 9449 has no code for
+// that; an invalid_dpop_proof would tell the client its proof is wrong.
 func dpopError(status int, err error) *Error {
+	if errors.Is(err, dpop.ErrReplayCacheFull) {
+		return errDPoPBusy.WithCause(err)
+	}
 	var de *dpop.Error
 	if !errors.As(err, &de) {
 		return errServer(err)

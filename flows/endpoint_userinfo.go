@@ -159,6 +159,12 @@ func (s *Server) writeBearerError(w http.ResponseWriter, r *http.Request, err er
 func (s *Server) writeAuthError(w http.ResponseWriter, r *http.Request, scheme string, err error) {
 	oe := asOAuth(err)
 	s.logError(r, oe)
+	if oe.Status == http.StatusServiceUnavailable {
+		// Not a challenge: the credentials may well be good.
+		w.Header().Set("Retry-After", retryAfterBusy)
+		writeJSON(w, oe.Status, map[string]string{"error": oe.Code, "error_description": oe.Description})
+		return
+	}
 	challenge := scheme + ` realm="` + s.issuer + `"`
 	if scheme == dpop.Scheme {
 		challenge += `, algs="` + strings.Join(s.dpop.SupportedAlgs(), " ") + `"`

@@ -93,10 +93,18 @@ func asOAuth(err error) *Error {
 	return errServer(err)
 }
 
+// retryAfterBusy is the Retry-After of a 503: a bounded cache that is
+// full of live entries (client assertions, DPoP proofs) has room again
+// as they expire.
+const retryAfterBusy = "5"
+
 // writeJSONError renders err as the JSON error body of RFC 6749 §5.2.
 func (s *Server) writeJSONError(w http.ResponseWriter, r *http.Request, err error) {
 	oe := asOAuth(err)
 	s.logError(r, oe)
+	if oe.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfterBusy)
+	}
 	if oe.Status == http.StatusUnauthorized && oe.Code == "invalid_client" {
 		if _, _, ok := r.BasicAuth(); ok {
 			w.Header().Set("WWW-Authenticate", `Basic realm="`+s.issuer+`"`)

@@ -65,9 +65,23 @@ func (g *Guard) checkBinding(r *http.Request, creds credentials, tok *Token) *gu
 	return nil
 }
 
+// errDPoPBusy answers a proof the replay cache has no room for. The cache
+// refuses new proofs rather than forget live ones, which would let a
+// flood push out a captured proof to replay it; the proof may well be
+// good, so this is a 503 with Retry-After, not a 401 that would make the
+// client drop its token.
+var errDPoPBusy = &guardError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable",
+	description: "too many DPoP proofs are live; retry in a few seconds with a new proof"}
+
 // dpopFailure renders an error of the dpop package: its code and
-// description (which never repeat the proof), or fallback.
+// description (which never repeat the proof), errDPoPBusy when the replay
+// cache is full, or fallback.
 func dpopFailure(err error, fallback string) *guardError {
+	if errors.Is(err, dpop.ErrReplayCacheFull) {
+		e := *errDPoPBusy
+		e.reason, e.cause = "the DPoP replay cache is full", err
+		return &e
+	}
 	var de *dpop.Error
 	if errors.As(err, &de) {
 		return dpopError(de.Code, de.Description, nil)

@@ -3,10 +3,13 @@ package proxy
 import (
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis-gw/portcullis/internal/floodtest"
 )
 
 func FuzzParseAuthorization(f *testing.F) {
@@ -98,4 +101,28 @@ func TestNumericDateReadsEveryNumberForm(t *testing.T) {
 			t.Errorf("numericDate(%T %v) accepted", v, v)
 		}
 	}
+}
+
+// TestFloodGuardCacheBounded: 200,000 unique tokens, each with its own
+// verified answer, into a cache of the default size.
+// It stays at its cap, evicting at random: an evicted answer costs a
+// signature check or an introspection again, never a wrong answer.
+func TestFloodGuardCacheBounded(t *testing.T) {
+	n := floodtest.N(200_000, 50_000)
+	now := time.Unix(1_700_000_000, 0)
+	c := newTTLCache[*Token](defaultCacheEntries)
+	peak := floodtest.Measure(n, func(i int) {
+		claims := map[string]any{"iss": "https://issuer.example", "sub": fmt.Sprint("user-", i), "aud": "https://api.example.com",
+			"client_id": "cli", "scope": "read:items write:items", "jti": fmt.Sprintf("%022d", i),
+			"iat": float64(now.Unix()), "exp": float64(now.Add(time.Hour).Unix())}
+		tok, gerr := newToken(claims, now.Add(time.Hour), false)
+		if gerr != nil {
+			t.Fatal(gerr.description)
+		}
+		c.put(tokenKey(fmt.Sprintf("token-%d", i)), tok, now.Add(time.Hour), now)
+	})
+	if got := c.len(); got != defaultCacheEntries {
+		t.Errorf("%d entries after %d unique tokens, want the cap %d", got, n, defaultCacheEntries)
+	}
+	floodtest.Check(t, "a guard token cache", n, peak)
 }

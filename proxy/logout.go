@@ -45,9 +45,20 @@ func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) {
 
 // seenTokens remembers logout token ids (and used login states) until they
 // expire, so a captured one cannot be replayed (bounded).
+//
+// When full of live entries it forgets arbitrary ones rather than refuse
+// new ones: refusing would let anyone who can start logins (11 a second
+// fill it within loginTTL) stop everyone signing in. Forgetting weakens
+// nothing that holds without it: a replayed callback whose state was
+// forgotten carries an authorization code the provider already redeemed,
+// and codes are single use (RFC 6749 §4.1.2); logout tokens come signed
+// by the provider alone, and a replayed one ends sessions already ended.
 type seenTokens struct {
 	mu   sync.Mutex
 	seen map[string]time.Time
+	// swept is when a full map was last swept of expired entries, so that
+	// a flood does not pay for a sweep of every entry on every add.
+	swept time.Time
 }
 
 const maxSeenTokens = 10_000
@@ -63,10 +74,13 @@ func (s *seenTokens) add(jti string, exp, now time.Time) bool {
 		return false
 	}
 	if len(s.seen) >= maxSeenTokens {
-		for k, until := range s.seen {
-			if !now.Before(until) {
-				delete(s.seen, k)
+		if now.Sub(s.swept) >= time.Second {
+			for k, until := range s.seen {
+				if !now.Before(until) {
+					delete(s.seen, k)
+				}
 			}
+			s.swept = now
 		}
 		// Still full of live entries (a flood): forget some rather than
 		// grow without bound.

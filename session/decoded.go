@@ -20,23 +20,37 @@ import (
 // lifetime and idle timeout on every hit as it does after a decode.
 // Server-side sessions are never cached: a revoked one is refused on the
 // very next request.
+//
+// Forgetting an entry only costs a decode, so when the cache is full it
+// drops expired entries first and then arbitrary ones.
 type decodedCookies struct {
 	mu      sync.Mutex
 	entries map[string]decodedCookie
+	cost    int // the sum of the entries' costs
 }
 
 type decodedCookie struct {
 	d       *Data // a private copy: Load hands out copies of it
 	expires time.Time
+	cost    int
 }
 
 const (
 	// decodedTTL bounds how long a decrypted session stays in memory
 	// after its last decode.
 	decodedTTL = time.Minute
-	// maxDecoded bounds the memory: each entry holds the cookie value and
-	// the session, a few kilobytes.
+	// maxDecoded bounds the entries: a typical session, a 3.6 KB cookie,
+	// holds about 11 KiB with its value, so 11 MiB for them all.
 	maxDecoded = 1024
+	// maxDecodedCost bounds the memory when the sessions are large: one
+	// whose cookie fills all ten chunks (38 KB) holds about 130 KiB, and a
+	// flood of such cookies (every rewrite of a session's cookie is a new
+	// value) kept 127 MiB under maxDecoded alone.
+	maxDecodedCost = 32 << 20
+	// decodedCostPerByte is an entry's cost per byte of its cookie value:
+	// the value itself, the decoded session and its copy, measured at about
+	// 3.5 for large sessions (TestFloodUniqueValidSessionCookiesBounded).
+	decodedCostPerByte = 4
 )
 
 // get returns a copy of the session raw decoded to, if it is remembered.
@@ -52,34 +66,46 @@ func (c *decodedCookies) get(raw string, now time.Time) (*Data, bool) {
 
 // put remembers that raw decoded to d.
 func (c *decodedCookies) put(raw string, d *Data, now time.Time) {
-	e := decodedCookie{d: d.clone(), expires: now.Add(decodedTTL)}
+	cost := decodedCostPerByte * len(raw) // at most 150 KB: the store writes ten chunks at most
+	e := decodedCookie{d: d.clone(), expires: now.Add(decodedTTL), cost: cost}
 	raw = strings.Clone(raw) // not a slice of the request's Cookie header
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.entries == nil {
 		c.entries = map[string]decodedCookie{}
 	}
-	if len(c.entries) >= maxDecoded {
+	c.removeLocked(raw)
+	full := func() bool { return len(c.entries) >= maxDecoded || c.cost+cost > maxDecodedCost }
+	if full() {
 		for k, old := range c.entries {
 			if !now.Before(old.expires) {
-				delete(c.entries, k)
+				c.removeLocked(k)
 			}
 		}
 		// Still full of live entries: forget some (map order is random).
 		for k := range c.entries {
-			if len(c.entries) < maxDecoded {
+			if !full() {
 				break
 			}
-			delete(c.entries, k)
+			c.removeLocked(k)
 		}
 	}
 	c.entries[raw] = e
+	c.cost += cost
+}
+
+// removeLocked drops raw's entry, if any. The caller holds mu.
+func (c *decodedCookies) removeLocked(raw string) {
+	if e, ok := c.entries[raw]; ok {
+		c.cost -= e.cost
+		delete(c.entries, raw)
+	}
 }
 
 // forget drops what raw decoded to.
 func (c *decodedCookies) forget(raw string) {
 	c.mu.Lock()
-	delete(c.entries, raw)
+	c.removeLocked(raw)
 	c.mu.Unlock()
 }
 

@@ -1,0 +1,5 @@
+//go:build race
+
+package floodtest
+
+const race = true
