@@ -315,6 +315,11 @@ func (u UserConfig) UserRecord(hash string) (*store.User, error) {
 	if u.Username == "" {
 		return nil, errors.New("username is required")
 	}
+	// The admin API addresses a user as /portcullis/users/{username}[/user_code]:
+	// a slash would make the user impossible to read, change or delete there.
+	if strings.Contains(u.Username, "/") {
+		return nil, fmt.Errorf("username %q must not contain a slash", u.Username)
+	}
 	verified := u.Email != ""
 	if u.EmailVerified != nil {
 		verified = *u.EmailVerified
