@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -173,6 +174,9 @@ func (c ClientConfig) clientRecord(secret string, readFiles bool) (*store.Client
 	if c.ID == "" {
 		return nil, errors.New("client_id is required")
 	}
+	if !adminAddressable(c.ID) {
+		return nil, fmt.Errorf("client_id %q has an empty, . or .. part between slashes: the admin API could not address the client", c.ID)
+	}
 	rec := &store.Client{
 		ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
 		GrantTypes: slices.Clone(c.GrantTypes), Scopes: c.Scopes, APIAccess: c.APIAccess, RequirePKCE: c.RequirePKCE,
@@ -290,6 +294,17 @@ func (c ClientConfig) clientRecord(secret string, readFiles bool) (*store.Client
 	return rec, nil
 }
 
+// adminAddressable reports whether name can end an admin API path,
+// /portcullis/{clients,users}/{name}: Caddy's admin endpoint (an
+// http.ServeMux) redirects a path with an empty, "." or ".." segment to the
+// cleaned one, so a record with such a name could be created but never
+// read, changed or deleted there.
+func adminAddressable(name string) bool {
+	p := "/" + name
+	c := path.Clean(p)
+	return c == p || c+"/" == p
+}
+
 // checkRedirectURI applies RFC 9700 §2.1 and RFC 8252: absolute, no
 // fragment; plain http only for loopback.
 func checkRedirectURI(raw string) error {
@@ -315,10 +330,9 @@ func (u UserConfig) UserRecord(hash string) (*store.User, error) {
 	if u.Username == "" {
 		return nil, errors.New("username is required")
 	}
-	// The admin API addresses a user as /portcullis/users/{username}[/user_code]:
-	// a slash would make the user impossible to read, change or delete there.
-	if strings.Contains(u.Username, "/") {
-		return nil, fmt.Errorf("username %q must not contain a slash", u.Username)
+	// The admin API addresses a user as /portcullis/users/{username}[/user_code].
+	if strings.Contains(u.Username, "/") || !adminAddressable(u.Username) {
+		return nil, fmt.Errorf("username %q must not contain a slash or be . or ..: the admin API could not address the user", u.Username)
 	}
 	verified := u.Email != ""
 	if u.EmailVerified != nil {
