@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"testing"
 
@@ -40,7 +41,12 @@ var caddyfileDirectives = []struct {
 	}, func(raw []byte) error { return json.Unmarshal(raw, new(BearerAuth)) }},
 	{"oauth_server", func(d *caddyfile.Dispenser) (any, error) {
 		return parseOAuthServer(httpcaddyfile.Helper{Dispenser: d})
-	}, func(raw []byte) error { return json.Unmarshal(raw, new(OAuthServer)) }},
+	}, func(raw []byte) error {
+		if string(raw) != "{}" { // the handler has no options
+			return fmt.Errorf("oauth_server adapted to %s", raw)
+		}
+		return nil
+	}},
 }
 
 // errorLine is how a Caddyfile error names where it is.
