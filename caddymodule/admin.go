@@ -69,28 +69,34 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	return app.routeAdmin(w, r)
+}
+
+// routeAdmin serves an admin request below /portcullis/ with the app's
+// records.
+func (a *App) routeAdmin(w http.ResponseWriter, r *http.Request) error {
 	rest := strings.TrimPrefix(r.URL.Path, "/portcullis/")
 	collection, id, _ := strings.Cut(rest, "/")
 	if collection == "sessions" {
-		return app.adminSessions(w, r, id)
+		return a.adminSessions(w, r, id)
 	}
-	if app.server == nil {
+	if a.server == nil {
 		return adminErr(http.StatusNotFound, "the embedded authorization server is off (no issuer): only /portcullis/sessions is available")
 	}
 	switch collection {
 	case "clients":
-		return app.adminClients(w, r, id)
+		return a.adminClients(w, r, id)
 	case "users":
-		return app.adminUsers(w, r, id)
+		return a.adminUsers(w, r, id)
 	case "apis":
 		if id == "" {
 			id = r.URL.Query().Get("identifier")
 		}
-		return app.adminAPIs(w, r, id)
+		return a.adminAPIs(w, r, id)
 	case "keys":
-		return app.adminKeys(w, r, id)
+		return a.adminKeys(w, r, id)
 	case "ciba":
-		return app.adminCIBA(w, r, id)
+		return a.adminCIBA(w, r, id)
 	}
 	return adminErr(http.StatusNotFound, "unknown portcullis resource %q: use clients, users, apis, keys, sessions or ciba", collection)
 }

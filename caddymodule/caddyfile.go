@@ -355,6 +355,9 @@ func parseUser(d *caddyfile.Dispenser) (UserConfig, error) {
 	if u.Password == "" && u.PasswordHash == "" {
 		return u, d.Errf("user %s: password_hash is required (make one with: caddy hash-password --algorithm argon2id)", u.Username)
 	}
+	if _, err := u.UserRecord(""); err != nil {
+		return u, d.Err(err.Error())
+	}
 	return u, nil
 }
 

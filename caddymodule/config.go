@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -173,6 +174,9 @@ func (c ClientConfig) clientRecord(secret string, readFiles bool) (*store.Client
 	if c.ID == "" {
 		return nil, errors.New("client_id is required")
 	}
+	if !adminAddressable(c.ID) {
+		return nil, fmt.Errorf("client_id %q has an empty, . or .. part between slashes: the admin API could not address the client", c.ID)
+	}
 	rec := &store.Client{
 		ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
 		GrantTypes: slices.Clone(c.GrantTypes), Scopes: c.Scopes, APIAccess: c.APIAccess, RequirePKCE: c.RequirePKCE,
@@ -299,6 +303,17 @@ func errNameCollision(name string) error {
 	return fmt.Errorf("%q is both a client id and a username; give the client another id (client and user names must differ)", name)
 }
 
+// adminAddressable reports whether name can end an admin API path,
+// /portcullis/{clients,users}/{name}: Caddy's admin endpoint (an
+// http.ServeMux) redirects a path with an empty, "." or ".." segment to the
+// cleaned one, so a record with such a name could be created but never
+// read, changed or deleted there.
+func adminAddressable(name string) bool {
+	p := "/" + name
+	c := path.Clean(p)
+	return c == p || c+"/" == p
+}
+
 // UserRecord validates u and converts it to its store record; hash is the
 // argon2id hash to store.
 func (u UserConfig) UserRecord(hash string) (*store.User, error) {
@@ -307,6 +322,10 @@ func (u UserConfig) UserRecord(hash string) (*store.User, error) {
 	}
 	if strings.HasSuffix(u.Username, flows.ClientSubjectSuffix) {
 		return nil, fmt.Errorf("username %q ends in %s, which marks the subject of client tokens; choose another", u.Username, flows.ClientSubjectSuffix)
+	}
+	// The admin API addresses a user as /portcullis/users/{username}[/user_code].
+	if strings.Contains(u.Username, "/") || !adminAddressable(u.Username) {
+		return nil, fmt.Errorf("username %q must not contain a slash or be . or ..: the admin API could not address the user", u.Username)
 	}
 	verified := u.Email != ""
 	if u.EmailVerified != nil {

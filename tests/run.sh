@@ -38,10 +38,11 @@ go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 echo "== go test -race (store, flows, keys, session, proxy, dpop, caddymodule)"
 go test -race -count=1 ./store/... ./flows/... ./keys/... ./session/... ./proxy/... ./dpop/... ./caddymodule/...
 
-# The API guard's and DPoP's parsing and validation paths, fuzzed briefly on
-# every run (their seed corpora also run in go test). Longer on demand:
+# The fuzz targets, each fuzzed briefly on every run (their seed corpora
+# also run in go test). Longer on demand:
 #   go test -run '^$' -fuzz FuzzVerifyJWT -fuzztime 10m ./proxy/
-echo "== go test -fuzz (brief: bearer/DPoP header parsing, JWT validation, DPoP proofs)"
+#   tests/fuzz-long.sh   # every target, 10 minutes each
+echo "== go test -fuzz (brief: every parser of outside input)"
 # Budgets are execution counts, not durations: with a duration, Go 1.26's
 # fuzz coordinator can report a spurious "context deadline exceeded" when
 # the time runs out mid-execution (go.dev/issue/75804, fixed in Go 1.27).
@@ -54,6 +55,22 @@ fuzz FuzzParseAuthorization ./proxy/ 20000x
 fuzz FuzzVerifyJWT ./proxy/ 1500x
 fuzz FuzzGuardDPoPProof ./proxy/ 8000x
 fuzz FuzzVerify ./dpop/ 15000x
+# Every other parser of outside input: the authorization server's form
+# endpoints, pages and the signed JWTs clients send, the session cookies,
+# the Caddyfile directives and the admin API. tests/fuzz-long.sh runs every
+# target for 10 minutes. Here each takes 3 to 10 s, most of it starting the
+# test server in the coordinator and both workers and replaying the corpus,
+# about a minute for the ten.
+fuzz FuzzBackChannelEndpoints ./flows/ 3000x
+fuzz FuzzUserinfo ./flows/ 2000x
+fuzz FuzzClientAssertion ./flows/ 4000x
+fuzz FuzzCIBASignedParameters ./flows/ 4000x
+fuzz FuzzCIBABindingMessage ./flows/ 300x
+fuzz FuzzBrowserPages ./flows/ 2000x
+fuzz FuzzEndSession ./flows/ 4000x
+fuzz FuzzSessionCookies ./session/ 8000x
+fuzz FuzzCaddyfile ./caddymodule/ 4000x
+fuzz FuzzAdminAPI ./caddymodule/ 600x
 
 echo "== go test ./... (unit, end-to-end with the real binary, interop)"
 go test -count=1 -timeout 20m ./...
