@@ -38,7 +38,7 @@ var vsNodeForm = url.Values{"grant_type": {GrantClientCredentials}, "resource": 
 // recorder) to subtract from it.
 func BenchmarkClientCredentialsTokenResource(b *testing.B) {
 	env := newTestServer(b)
-	basic := basicHeader(backendID, backendSecret)
+	basic := basicHeader(backendBasic)
 	newReq := func() *http.Request {
 		r := httptest.NewRequest(http.MethodPost, env.url(PathToken), strings.NewReader(vsNodeForm))
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -67,12 +67,6 @@ func BenchmarkClientCredentialsTokenResource(b *testing.B) {
 	})
 }
 
-func basicHeader(id, secret string) string {
-	r := &http.Request{Header: http.Header{}}
-	r.SetBasicAuth(id, secret)
-	return r.Header.Get("Authorization")
-}
-
 // discardWriter is a ResponseWriter that keeps nothing but its header map.
 type discardWriter struct{ h http.Header }
 
@@ -85,7 +79,7 @@ func (w *discardWriter) WriteHeader(int)             {}
 func BenchmarkClientCredentialsParts(b *testing.B) {
 	env := newTestServer(b)
 	ctx := context.Background()
-	basic := basicHeader(backendID, backendSecret)
+	basic := basicHeader(backendBasic)
 	target, _ := url.Parse(env.url(PathToken))
 	client, err := env.store.GetClient(ctx, backendID)
 	if err != nil {
