@@ -283,10 +283,43 @@ func StartGatewayVars(t *testing.T, caddyfile string, vars map[string]string) *G
 // Restart stops the gateway and starts it again with the same configuration,
 // ports and directory (so its bbolt file persists), then waits until it is
 // ready.
-func (g *Gateway) Restart(t *testing.T) {
+func (g *Gateway) Restart(t testing.TB) {
+	t.Helper()
+	g.stop()
+	g.Start(t)
+}
+
+// Kill9 kills the gateway process with SIGKILL (on Unix; Process.Kill
+// elsewhere): no shutdown runs, nothing queued in memory is written, as if
+// the process had crashed. It returns once the process has been reaped, so
+// its ports and the bbolt file lock are free. Start brings it back.
+func (g *Gateway) Kill9(t testing.TB) {
+	t.Helper()
+	g.mu.Lock()
+	cmd, exited := g.cmd, g.exited
+	g.mu.Unlock()
+	if cmd == nil {
+		t.Fatal("Kill9: the gateway is not running")
+	}
+	fmt.Fprintf(g.logs, "\n----- SIGKILL at %s -----\n", time.Now().Format(time.RFC3339Nano))
+	if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		t.Fatalf("Kill9: %v", err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(stopTimeout):
+		t.Fatalf("Kill9: the process did not exit within %s of SIGKILL", stopTimeout)
+	}
+	g.mu.Lock()
+	g.cmd, g.exited = nil, nil
+	g.mu.Unlock()
+}
+
+// Start starts a stopped or killed gateway again with the same
+// configuration, ports and directory, and waits until it is ready.
+func (g *Gateway) Start(t testing.TB) {
 	t.Helper()
 	bin := requireBinary(t)
-	g.stop()
 	fmt.Fprintf(g.logs, "\n----- restart at %s -----\n", time.Now().Format(time.RFC3339Nano))
 	if err := g.start(bin); err != nil {
 		t.Fatalf("restarting gateway: %v", err)
@@ -294,6 +327,17 @@ func (g *Gateway) Restart(t *testing.T) {
 	if err := g.waitReady(); err != nil {
 		t.Fatalf("gateway not ready after restart: %v", err)
 	}
+}
+
+// PID returns the process id of the running gateway, 0 when it is not
+// running.
+func (g *Gateway) PID() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cmd == nil || g.cmd.Process == nil {
+		return 0
+	}
+	return g.cmd.Process.Pid
 }
 
 // Logs returns what the process (or processes, across restarts) printed so far.
