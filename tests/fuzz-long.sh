@@ -9,6 +9,8 @@
 #	FUZZTIME=30s tests/fuzz-long.sh         # a quicker sweep
 #	FUZZTIME=100000x tests/fuzz-long.sh     # an execution budget instead
 #	FUZZ_MATCH=CIBA tests/fuzz-long.sh      # only targets matching a regexp
+#	FUZZ_PARALLEL=1 tests/fuzz-long.sh      # one fuzzing worker per target
+#	                                        # (two sweeps side by side on 2 cores)
 #
 # The targets are found, not listed: every Fuzz function in a _test.go file
 # of a package with one (go test -list). A crasher is written by Go to the
@@ -24,6 +26,7 @@ cd "$(dirname "$0")/.."
 
 FUZZTIME=${FUZZTIME:-10m}
 FUZZ_MATCH=${FUZZ_MATCH:-.}
+FUZZ_PARALLEL=${FUZZ_PARALLEL:-}
 FUZZ_LOGS=${FUZZ_LOGS:-$(mktemp -d -t portcullis-fuzz.XXXXXX)}
 mkdir -p "$FUZZ_LOGS"
 
@@ -54,7 +57,7 @@ for t in "${targets[@]}"; do
 	pkg=${t% *} name=${t#* }
 	log="$FUZZ_LOGS/$name.log"
 	start=$(date +%s)
-	go test -run '^$' -fuzz "^$name\$" -fuzztime "$FUZZTIME" "$pkg" >"$log" 2>&1
+	go test -run '^$' -fuzz "^$name\$" -fuzztime "$FUZZTIME" ${FUZZ_PARALLEL:+-parallel "$FUZZ_PARALLEL"} "$pkg" >"$log" 2>&1
 	rc=$?
 	secs=$(($(date +%s) - start))
 	# The last progress line says how many inputs ran.
