@@ -73,4 +73,14 @@ fuzz FuzzCaddyfile ./caddymodule/ 4000x
 fuzz FuzzAdminAPI ./caddymodule/ 600x
 
 echo "== go test ./... (unit, end-to-end with the real binary, interop)"
-go test -count=1 -timeout 20m ./...
+# -v so that the totals below can count every test and subtest; the
+# package lines (ok/FAIL) are printed as usual.
+log=$(mktemp -t portcullis-test.XXXXXX)
+trap 'rm -f "$log"' EXIT
+status=0
+go test -count=1 -timeout 20m -v ./... 2>&1 | tee "$log" || status=$?
+
+count() { grep -cE "^[[:space:]]*--- $1:" "$log" || true; }
+echo "== totals (tests and subtests of go test ./...)"
+echo "totals: $(count PASS) passed, $(count FAIL) failed, $(count SKIP) skipped"
+exit "$status"
