@@ -41,6 +41,7 @@ func TestBearerAuthCaddyfileParsesEveryOption(t *testing.T) {
 		cache_ttl 30s
 		negative_cache_ttl 2s
 		cache_entries 500
+		introspect_jwts
 		decryption_key /etc/keys/jwe.pem
 		resource https://api.example.com
 		resource_name "Items API"
@@ -61,7 +62,7 @@ func TestBearerAuthCaddyfileParsesEveryOption(t *testing.T) {
 		ForwardAuthorization: &yes, AllowQueryToken: true,
 		IntrospectionEndpoint: "https://login.example.com/introspect", ClientID: "api", ClientSecret: "{env.API_SECRET}",
 		CacheTTL: caddy.Duration(30 * time.Second), NegativeCacheTTL: caddy.Duration(2 * time.Second), CacheEntries: 500,
-		DecryptionKeys: []string{"/etc/keys/jwe.pem"}, Resource: "https://api.example.com", ResourceName: "Items API",
+		IntrospectJWTs: true, DecryptionKeys: []string{"/etc/keys/jwe.pem"}, Resource: "https://api.example.com", ResourceName: "Items API",
 		DisableMetadata: true, RequireDPoP: true, DPoPNonce: true,
 	}
 	if !reflect.DeepEqual(got, want) {
