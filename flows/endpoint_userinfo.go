@@ -153,6 +153,24 @@ func (s *Server) writeBearerError(w http.ResponseWriter, r *http.Request, err er
 	s.writeAuthError(w, r, "Bearer", err)
 }
 
+// challengeText fits a description to RFC 6750 §3's error_description
+// syntax (%x20-21 / %x23-5B / %x5D-7E): a description may quote what the
+// client sent, and no control character, quote or backslash of it may
+// reach the header.
+func challengeText(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '"':
+			return '\''
+		case r == '\\':
+			return '/'
+		case r < 0x20 || r > 0x7e:
+			return '?'
+		}
+		return r
+	}, s)
+}
+
 // writeAuthError answers a protected-resource request with a challenge of
 // scheme: RFC 6750 §3 for Bearer, RFC 9449 §7.1 for DPoP (which adds the
 // accepted proof algorithms).
@@ -170,7 +188,7 @@ func (s *Server) writeAuthError(w http.ResponseWriter, r *http.Request, scheme s
 		challenge += `, algs="` + strings.Join(s.dpop.SupportedAlgs(), " ") + `"`
 	}
 	if oe.Code != "" {
-		challenge += `, error="` + oe.Code + `", error_description="` + strings.ReplaceAll(oe.Description, `"`, `'`) + `"`
+		challenge += `, error="` + oe.Code + `", error_description="` + challengeText(oe.Description) + `"`
 	}
 	if oe.Code == "insufficient_scope" {
 		challenge += `, scope="openid"`

@@ -31,7 +31,7 @@ func repeatedParam(v url.Values) string {
 
 // errRepeated is the invalid_request of a repeated parameter.
 func errRepeated(name string) *Error {
-	return errInvalidRequest("parameter %s is repeated (RFC 6749 §3.1: parameters must not be included more than once)", name)
+	return errInvalidRequest("parameter %s is repeated (RFC 6749 section 3.1: parameters must not be included more than once)", name)
 }
 
 // queryParams reads a GET request's query string, refusing repeated

@@ -169,3 +169,24 @@ func wantRepeatedJSON(t *testing.T, res *response) {
 		t.Errorf("error_description %q does not say a parameter is repeated", desc)
 	}
 }
+
+// TestRepeatedParameterNameNeverReachesAChallengeRaw: the name of a
+// repeated parameter is the client's text; in a WWW-Authenticate challenge
+// it must fit RFC 6750's error_description syntax (found by FuzzUserinfo:
+// a control character went into the header).
+func TestRepeatedParameterNameNeverReachesAChallengeRaw(t *testing.T) {
+	t.Parallel()
+	env := newTestServer(t)
+	res := env.postRaw(PathUserinfo, "application/x-www-form-urlencoded", "%11%22%5C%C2%A7=1&%11%22%5C%C2%A7=2", nil)
+	ch := res.Header.Get("WWW-Authenticate")
+	if res.Status != http.StatusBadRequest || !strings.Contains(ch, `error="invalid_request"`) {
+		t.Fatalf("status %d, challenge %q", res.Status, ch)
+	}
+	_, desc, _ := strings.Cut(ch, `error_description="`)
+	desc = strings.TrimSuffix(desc, `"`)
+	for _, r := range desc {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			t.Fatalf("error_description %q carries %q", desc, r)
+		}
+	}
+}
